@@ -1,0 +1,1 @@
+//! gitlab-runner's retry policy for API requests.

@@ -1,0 +1,39 @@
+//! What the runner (config.toml entry and manager) contributes to a job.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Runner-side settings for one job, from its `[[runners]]` entry and the manager.
+#[derive(Debug, Clone, Default)]
+pub struct RunnerContext {
+    /// `name` of the `[[runners]]` entry.
+    pub name: String,
+    /// Short form of the runner token (`CI_RUNNER_SHORT_TOKEN`, header line).
+    pub short_token: String,
+    pub system_id: String,
+    /// glrunner's version and revision for `Running with glrunner …` and `CI_RUNNER_VERSION`.
+    pub version: String,
+    pub revision: String,
+    /// `executor` (e.g. `shell`).
+    pub executor: String,
+    /// `shell` (bash is the default and the only one supported for now).
+    pub shell: String,
+    /// `builds_dir`; default for the shell executor: `<working dir>/builds`.
+    pub builds_dir: Option<PathBuf>,
+    /// `cache_dir`.
+    pub cache_dir: Option<PathBuf>,
+    /// `environment`: `KEY=VALUE` entries added to every job.
+    pub environment: Vec<String>,
+    pub pre_get_sources_script: Option<String>,
+    pub post_get_sources_script: Option<String>,
+    pub pre_build_script: Option<String>,
+    pub post_build_script: Option<String>,
+    /// `[runners.feature_flags]`, which win over job variables.
+    pub feature_flags: BTreeMap<String, bool>,
+    /// `clone_url`.
+    pub clone_url: Option<String>,
+    /// The CA file GitLab's certificate chains to (`CI_SERVER_TLS_CA_FILE` for git and the helper).
+    pub tls_ca_file: Option<PathBuf>,
+    /// Index of this job among the runner's concurrent jobs (`CI_CONCURRENT_ID`).
+    pub concurrent_id: usize,
+}

@@ -1,0 +1,1 @@
+//! Streaming masking of secret values and token prefixes, correct across chunk boundaries.
