@@ -19,7 +19,10 @@ pub enum JobRequestOutcome {
     /// 201 with a payload that decoded.
     Job(Box<JobResponse>),
     /// 201 whose payload did not decode: the job must be failed through the API, never dropped.
-    UndecodableJob { identity: JobIdentity, error: String },
+    UndecodableJob {
+        identity: JobIdentity,
+        error: String,
+    },
     /// 204.
     NoJob,
     /// 409: a transient conflict; retry.
