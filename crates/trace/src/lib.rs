@@ -10,5 +10,6 @@ pub mod spool;
 pub mod upload;
 
 pub use control::JobControl;
-pub use spool::{Trace, TraceConfig};
-pub use upload::{FinalUpdate, Uploader};
+pub use mask::{MaskRules, Masker};
+pub use spool::{Snapshot, Trace, TraceConfig};
+pub use upload::{FinalUpdate, TraceApi, UploadError, UploadJob, UploadSettings, Uploader};
