@@ -39,7 +39,7 @@ const MAX_BODY: usize = 64 * 1024 * 1024;
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// How to reach one GitLab instance.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ClientSettings {
     /// The runner's `url` from config.toml; a trailing `/` or `/ci` is stripped, like gitlab-runner.
     pub url: String,
@@ -58,6 +58,22 @@ pub struct ClientSettings {
     pub connection_max_age: Option<Duration>,
     /// `User-Agent` header, e.g. `glrunner 0.1.0 (linux/amd64)`.
     pub user_agent: String,
+}
+
+// By hand: a password in `url` (`https://user:pw@host/`) must not reach a log.
+impl std::fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSettings")
+            .field("url", &without_user_info(&self.url))
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
+            .field("tls_server_name", &self.tls_server_name)
+            .field("certs_dir", &self.certs_dir)
+            .field("connection_max_age", &self.connection_max_age)
+            .field("user_agent", &self.user_agent)
+            .finish()
+    }
 }
 
 /// A client for the runner endpoints of one GitLab. Cheap to clone.
@@ -136,14 +152,17 @@ pub fn api_base_url(configured: &str) -> Result<Url, ApiError> {
     Ok(url)
 }
 
+/// `value` with any `user:password@` removed from its authority, parsable or not.
 fn without_user_info(value: &str) -> String {
-    match Url::parse(value.trim()) {
-        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-            url.to_string()
-        }
-        _ => value.to_owned(),
+    let value = value.trim();
+    let (scheme, rest) = match value.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), value),
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}{host}{path}"),
+        None => value.to_owned(),
     }
 }
 
@@ -902,8 +921,20 @@ mod tests {
         .expect("client");
         assert_eq!(client.api_base(), "https://gitlab.example.com/api/v4/");
         assert!(!format!("{client:?}").contains("s3cr3tpw"));
+        let settings = ClientSettings {
+            url: "https://u:s3cr3tpw@h/".into(),
+            ..Default::default()
+        };
+        assert!(
+            !format!("{settings:?}").contains("s3cr3tpw"),
+            "{settings:?}"
+        );
         let error = api_base_url("ftp://u:s3cr3tpw@host/")
             .expect_err("ftp")
+            .to_string();
+        assert!(!error.contains("s3cr3tpw"), "{error}");
+        let error = api_base_url("u:s3cr3tpw@host")
+            .expect_err("no scheme")
             .to_string();
         assert!(!error.contains("s3cr3tpw"), "{error}");
     }
