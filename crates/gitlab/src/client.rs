@@ -2,7 +2,7 @@
 //! gitlab-runner's headers and bodies, retries per [`crate::retry`], and maps each endpoint's statuses onto
 //! [`crate::reply`] types or an explained [`ApiError`].
 
-use crate::error::{ApiError, forbidden_advice, redact_quoted, scrub, status_hint};
+use crate::error::{ApiError, error_sources, forbidden_advice, redact_quoted, scrub, status_hint};
 use crate::reply::*;
 use crate::retry;
 use crate::tls;
@@ -167,12 +167,6 @@ fn without_user_info(value: &str) -> String {
 }
 
 fn build_http(settings: &ClientSettings, host: &str, https: bool) -> Result<Http, ApiError> {
-    let client_certificate = https
-        && (settings.tls_cert_file.is_some()
-            || settings
-                .certs_dir
-                .as_ref()
-                .is_some_and(|d| d.join(format!("{host}.auth.crt")).is_file()));
     let material = tls::client_config(settings, host, https)?;
     let mut builder = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
@@ -192,7 +186,7 @@ fn build_http(settings: &ClientSettings, host: &str, https: bool) -> Result<Http
         client,
         built: Instant::now(),
         ca_file: material.ca_file,
-        client_certificate,
+        client_certificate: material.client_certificate,
     })
 }
 
@@ -505,7 +499,7 @@ impl GitLabClient {
             };
             return ApiError::Timeout { endpoint, stage };
         }
-        let chain = sources(error);
+        let chain = error_sources(error);
         let refused = chain.iter().any(|e| {
             e.downcast_ref::<std::io::Error>()
                 .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
@@ -818,30 +812,10 @@ fn handshake_hint(error: &rustls::Error, client_certificate: bool) -> String {
     }
 }
 
-/// The error's sources, looking inside `io::Error`s too.
-fn sources<'a>(
-    error: &'a (dyn std::error::Error + 'static),
-) -> Vec<&'a (dyn std::error::Error + 'static)> {
-    let mut out = Vec::new();
-    let mut current = Some(error);
-    while let Some(e) = current {
-        out.push(e);
-        current = e.source().or_else(|| {
-            e.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .map(|inner| inner as &(dyn std::error::Error + 'static))
-        });
-        if out.len() > 16 {
-            break;
-        }
-    }
-    out
-}
-
 /// The messages of an error's sources, outermost first, without reqwest's own line (it repeats the URL).
 fn error_chain(error: &reqwest::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
-    for e in sources(error).into_iter().skip(1) {
+    for e in error_sources(error).into_iter().skip(1) {
         let text = e.to_string();
         if !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);

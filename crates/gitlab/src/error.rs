@@ -157,8 +157,9 @@ fn quoted(body: &str) -> String {
     }
 }
 
-/// What a 403 means for a runner-token endpoint, by the kind of token that was sent.
-pub(crate) fn forbidden_advice(kind: TokenKind, registering: bool) -> String {
+/// What a 403 from a runner-token endpoint means, by the kind of token that was sent: the likely cause and
+/// the fix. `registering` is true for `POST /runners`, where a registration token is the right kind.
+pub fn forbidden_advice(kind: TokenKind, registering: bool) -> String {
     const CREATE: &str = "create the runner in GitLab (Settings > CI/CD > Runners > New runner) and put its \
                           `glrt-` token in `token`";
     match kind {
@@ -220,6 +221,30 @@ pub(crate) fn status_hint(status: u16, location: Option<&str>, request_id: &str)
         ),
         _ => format!("Likely cause: GitLab rejected the request as shown. Fix: see GitLab's message ({logs})"),
     }
+}
+
+/// An error and its sources, outermost first. An `io::Error` is followed into the error it wraps (its own
+/// `source()` skips that error).
+pub(crate) fn error_sources<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Vec<&'a (dyn std::error::Error + 'static)> {
+    let mut out = Vec::new();
+    let mut current = Some(error);
+    // Bounded: a cyclic or absurdly deep chain is cut short.
+    while let Some(e) = current.take() {
+        out.push(e);
+        if out.len() >= 32 {
+            break;
+        }
+        current = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    out
 }
 
 /// Longest piece of a response body shown in an error.

@@ -9,5 +9,6 @@ pub mod retry;
 pub mod tls;
 
 pub use client::{ClientSettings, GitLabClient};
-pub use error::ApiError;
+pub use error::{ApiError, forbidden_advice};
 pub use reply::*;
+pub use tls::{CertificateProblem, CertificateProblemKind, TlsSetupError};

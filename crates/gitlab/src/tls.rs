@@ -481,6 +481,8 @@ fn format_time(time: &x509_parser::time::ASN1Time) -> String {
 pub struct TlsMaterial {
     pub config: rustls::ClientConfig,
     pub ca_file: Option<PathBuf>,
+    /// Whether a client certificate is offered.
+    pub client_certificate: bool,
 }
 
 /// Builds the client TLS configuration for `host` (the URL's host, used for `<certs_dir>/<host>.*`).
@@ -572,6 +574,7 @@ pub fn client_config(
         })?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
+    let client_certificate = identity.is_some();
     let mut config = match identity {
         Some(identity) => builder
             .with_client_auth_cert(identity.chain, identity.key)
@@ -583,7 +586,11 @@ pub fn client_config(
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsMaterial { config, ca_file })
+    Ok(TlsMaterial {
+        config,
+        ca_file,
+        client_certificate,
+    })
 }
 
 struct ClientIdentity {
@@ -712,26 +719,11 @@ fn read_private_key(
     })
 }
 
-/// The first rustls error in an error's source chain, looking inside `io::Error`s (whose `source()` skips
-/// the error they wrap).
+/// The first rustls error in an error's source chain.
 pub fn find_rustls_error<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if let Some(found) = e.downcast_ref::<rustls::Error>() {
-            return Some(found);
-        }
-        if let Some(inner) = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            let inner: &(dyn StdError + 'static) = inner;
-            if let Some(found) = find_rustls_error(inner) {
-                return Some(found);
-            }
-        }
-        current = e.source();
-    }
-    None
+    crate::error::error_sources(error)
+        .into_iter()
+        .find_map(|e| e.downcast_ref::<rustls::Error>())
 }
 
 /// The [`CertificateProblem`] an [`ExplainingVerifier`] raised, found in an error's source chain.

@@ -273,6 +273,25 @@ async fn client_certificate_from_tls_cert_file_and_key_file() {
         "no request got through without a client certificate"
     );
 
+    // A client certificate from a CA the server does not trust is explained as such.
+    let stranger = Ca::new("glrunner stranger CA").client_cert("runner-2");
+    let foreign = GitLabClient::new(ClientSettings {
+        tls_cert_file: Some(write(dir.path(), "foreign.pem", &stranger.cert_pem)),
+        tls_key_file: Some(write(dir.path(), "foreign.key", &stranger.key_pem)),
+        ..base.clone()
+    })
+    .expect("client");
+    let text = foreign
+        .verify_runner(&verify_request("glrt-a"))
+        .await
+        .expect_err("untrusted client certificate")
+        .to_string();
+    assert!(
+        text.contains("rejected glrunner's client certificate"),
+        "{text}"
+    );
+    assert_eq!(server.requests().len(), 1);
+
     // The certificate directory's `<host>.auth.crt`/`.auth.key` work too.
     let certs = tempfile::tempdir().expect("tempdir");
     write(certs.path(), "127.0.0.1.crt", &ca.cert_pem());
