@@ -426,12 +426,13 @@ impl GitLabClient {
             let status = response.status().as_u16();
             let retriable = retry::is_retriable(status);
             saw_retriable |= retriable;
+            let answered_id = response.headers().get(headers::REQUEST_ID);
             tracing::debug!(
                 endpoint = %endpoint,
                 status,
                 attempt,
                 request_id = %request_id,
-                gitlab_request_id = response.headers().get(headers::REQUEST_ID).and_then(|v| v.to_str().ok()),
+                gitlab_request_id = answered_id.and_then(|v| v.to_str().ok()),
                 "GitLab answered"
             );
             if retriable && attempt < retry::MAX_ATTEMPTS {
