@@ -140,8 +140,9 @@ pub struct RunnerInfo {
     pub uuid: Option<serde_json::Value>,
 }
 
-/// A CI/CD variable. `file` and `raw` are only present on the wire when true.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// A CI/CD variable. `file` and `raw` are only present on the wire when true. `Debug` hides the value of
+/// masked and non-public variables (`CI_JOB_TOKEN`, `CI_REPOSITORY_URL` with its embedded token, …).
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct JobVariable {
     #[serde(deserialize_with = "any_string")]
@@ -154,6 +155,24 @@ pub struct JobVariable {
     pub file: bool,
     #[serde(skip_serializing_if = "is_false")]
     pub raw: bool,
+}
+
+impl std::fmt::Debug for JobVariable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value: &dyn std::fmt::Debug = if self.masked || !self.public {
+            &"[REDACTED]"
+        } else {
+            &self.value
+        };
+        f.debug_struct("JobVariable")
+            .field("key", &self.key)
+            .field("value", value)
+            .field("public", &self.public)
+            .field("masked", &self.masked)
+            .field("file", &self.file)
+            .field("raw", &self.raw)
+            .finish()
+    }
 }
 
 impl JobVariable {
@@ -258,7 +277,10 @@ pub struct Artifact {
     pub untracked: Option<bool>,
     #[serde(deserialize_with = "null_default")]
     pub paths: Vec<String>,
-    #[serde(deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub exclude: Vec<String>,
     pub when: When,
     #[serde(deserialize_with = "any_string")]
@@ -301,7 +323,10 @@ pub struct Credential {
 #[serde(default)]
 pub struct JobFeatures {
     pub trace_sections: bool,
-    #[serde(deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub token_mask_prefixes: Vec<String>,
     #[serde(deserialize_with = "null_default")]
     pub failure_reasons: Vec<String>,
@@ -352,7 +377,11 @@ mod tests {
         assert_eq!(job.runner_info.timeout, Some(3600));
         assert_eq!(job.steps[1].name, STEP_AFTER_SCRIPT);
         assert_eq!(job.steps[1].when, When::Always);
-        assert!(job.variables.iter().any(|v| v.key == "KUBECONFIG" && v.file));
+        assert!(
+            job.variables
+                .iter()
+                .any(|v| v.key == "KUBECONFIG" && v.file)
+        );
         assert!(job.variables.iter().any(|v| v.key == "LITERAL" && v.raw));
         assert_eq!(job.services[0].alias.as_deref(), Some("db"));
         assert_eq!(job.artifacts.as_ref().unwrap()[1].artifact_type, "junit");
@@ -380,6 +409,17 @@ mod tests {
         let v = JobVariable::new("A", "1");
         let s = serde_json::to_string(&v).unwrap();
         assert!(!s.contains("file") && !s.contains("raw"), "{s}");
+    }
+
+    #[test]
+    fn debug_hides_masked_and_non_public_values() {
+        let mut v = JobVariable::new("CI_JOB_TOKEN", "glcbt-64_secret");
+        assert!(format!("{v:?}").contains("glcbt-64_secret"));
+        v.masked = true;
+        assert!(!format!("{v:?}").contains("glcbt-64_secret"), "{v:?}");
+        v.masked = false;
+        v.public = false;
+        assert!(!format!("{v:?}").contains("glcbt-64_secret"), "{v:?}");
     }
 
     #[test]
