@@ -2,7 +2,7 @@
 //! options}`, numbers and booleans read as the strings GitLab sends, and the job's block laid over the
 //! top-level one as GitLab merges them.
 
-use crate::document::{Node, Source, Value};
+use crate::document::{Entry, Node, Source, Value};
 use crate::error::PipelineError;
 
 /// One variable from the YAML, as it goes into the payload.
@@ -32,7 +32,7 @@ pub fn parse(
     };
     map.iter()
         .map(|entry| {
-            let (value, raw) = variable_value(source, &entry.key, &entry.value, owner)?;
+            let (value, raw) = variable_value(source, entry, owner)?;
             Ok(YamlVariable {
                 key: entry.key.clone(),
                 value,
@@ -44,16 +44,17 @@ pub fn parse(
 
 fn variable_value(
     source: &Source,
-    key: &str,
-    node: &Node,
+    entry: &Entry,
     owner: &str,
 ) -> Result<(String, bool), PipelineError> {
+    let (key, node) = (entry.key.as_str(), &entry.value);
     if let Some(value) = node.value.scalar_string() {
         return Ok((value, false));
     }
     let Value::Map(fields) = &node.value else {
+        // At the key: an empty value has no position of its own worth showing.
         return Err(PipelineError::invalid(
-            source.at(node.mark),
+            source.at(entry.key_mark),
             format!("variable `{key}` of {owner} is {}", node.value.kind()),
             format!(
                 "give it a value: `{key}: \"…\"` or `{key}: {{value: \"…\", description: \"…\"}}`"

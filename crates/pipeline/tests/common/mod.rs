@@ -1,0 +1,51 @@
+//! Helpers shared by the integration tests: fixture paths and payload lookups.
+#![allow(dead_code)]
+
+use glrunner_pipeline::{GitFacts, LocalContext, Pipeline};
+use glrunner_protocol::{JobResponse, JobVariable};
+use std::path::PathBuf;
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+pub fn load(name: &str) -> Pipeline {
+    let path = fixture(name);
+    Pipeline::load(&path).unwrap_or_else(|e| panic!("{} should load:\n{e}", path.display()))
+}
+
+/// A context without git, so payload shape tests do not depend on the checkout they run in.
+pub fn context() -> LocalContext {
+    LocalContext::new(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        GitFacts::fallback("tests use no repository"),
+    )
+}
+
+pub fn var<'a>(payload: &'a JobResponse, key: &str) -> &'a JobVariable {
+    payload
+        .variables
+        .iter()
+        .find(|v| v.key == key)
+        .unwrap_or_else(|| panic!("variable {key} missing"))
+}
+
+pub fn position(payload: &JobResponse, key: &str) -> usize {
+    payload
+        .variables
+        .iter()
+        .position(|v| v.key == key)
+        .unwrap_or_else(|| panic!("variable {key} missing"))
+}
+
+/// The YAML variables of a payload: those after the predefined `CI_COMMIT_AUTHOR`, before `GITLAB_USER_*`.
+pub fn yaml_variables(payload: &JobResponse) -> Vec<(&str, &str)> {
+    let start = position(payload, "CI_COMMIT_AUTHOR") + 1;
+    payload.variables[start..]
+        .iter()
+        .take_while(|v| !v.key.starts_with("GITLAB_USER_"))
+        .map(|v| (v.key.as_str(), v.value.as_str()))
+        .collect()
+}
