@@ -188,6 +188,17 @@ enum Step {
     Hold(usize),
 }
 
+/// Buffers grow to the largest write; above this they are shrunk again so an idle job keeps kilobytes.
+const SCRATCH_KEEP: usize = 16 * 1024;
+
+/// Drop what was emitted and give back memory a large write left behind.
+fn consume(buf: &mut Vec<u8>, emitted: usize) {
+    buf.drain(..emitted);
+    if buf.capacity() > SCRATCH_KEEP {
+        buf.shrink_to(buf.len().max(1024));
+    }
+}
+
 /// Stage 1: masked values become `[MASKED]`.
 #[derive(Default)]
 struct ValueStage {
@@ -218,7 +229,7 @@ impl ValueStage {
                 }
             }
         }
-        self.buf.drain(..pos);
+        consume(&mut self.buf, pos);
     }
 }
 
@@ -376,7 +387,7 @@ impl PrefixStage {
                 }
             }
         }
-        self.buf.drain(..pos);
+        consume(&mut self.buf, pos);
     }
 }
 
@@ -396,9 +407,6 @@ impl fmt::Debug for Masker {
             .finish()
     }
 }
-
-/// Scratch buffers between stages larger than this are released after use.
-const SCRATCH_KEEP: usize = 64 * 1024;
 
 impl Masker {
     pub fn new(rules: Arc<MaskRules>) -> Self {
@@ -619,6 +627,25 @@ mod tests {
             m.write(b"xx 0123456789abcde", &mut out);
             assert!(m.held() < 16, "held {}", m.held());
         }
+    }
+
+    #[test]
+    fn a_large_write_leaves_no_large_buffers_behind() {
+        let mut m = Masker::new(rules(&["0123456789"], &[]));
+        let mut out = Vec::new();
+        m.write(
+            &b"0123456789 glpat-x ?private_token=y ".repeat(40_000),
+            &mut out,
+        );
+        m.write(b"tail 01234", &mut out);
+        let caps = [
+            m.values.buf.capacity(),
+            m.prefixes.buf.capacity(),
+            m.between[0].capacity(),
+            m.between[1].capacity(),
+        ];
+        assert!(caps.iter().all(|c| *c <= SCRATCH_KEEP), "{caps:?}");
+        assert_eq!(m.held(), 5);
     }
 
     /// Leftmost-longest replacement by brute force: the reference for the value stage.

@@ -95,7 +95,7 @@ impl fmt::Debug for Trace {
 }
 
 /// Scratch space above this is released after a write.
-const SCRATCH_KEEP: usize = 64 * 1024;
+const SCRATCH_KEEP: usize = 16 * 1024;
 
 impl Trace {
     pub fn new(config: TraceConfig) -> io::Result<Self> {

@@ -38,6 +38,8 @@ pub const FINAL_RETRY_BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// How long to keep answering 202 on the final update (GitLab applies the state after 5 minutes).
 pub const ACCEPTED_WAIT_LIMIT: Duration = Duration::from_secs(10 * 60);
 
+/// The shortest tick, whatever the settings say: an interval of zero must not spin.
+const MIN_TICK: Duration = Duration::from_millis(5);
 /// Budget unit: one permit per KiB.
 const BUDGET_UNIT: usize = 1024;
 const BUDGET_PERMITS: usize = PATCH_MEMORY_BUDGET / BUDGET_UNIT;
@@ -163,7 +165,8 @@ impl fmt::Debug for Uploader {
 }
 
 impl Uploader {
-    /// Start sending `trace` for job `job_id`. Cancel signals from GitLab fire on `control`.
+    /// Start sending `trace` for job `job_id`. Cancel signals from GitLab fire on `control`. Must be called
+    /// inside a Tokio runtime.
     pub fn start(
         client: GitLabClient,
         job_id: i64,
@@ -325,7 +328,7 @@ impl<A: TraceApi> Worker<A> {
             let message = tokio::select! {
                 biased;
                 m = &mut final_rx => Some(m),
-                () = tokio::time::sleep(p.interval) => None,
+                () = tokio::time::sleep(p.interval.max(MIN_TICK)) => None,
             };
             let message = match message {
                 Some(m) => m,
