@@ -6,7 +6,7 @@ use crate::document::{Mapping, Node, Source, Value};
 use crate::error::{PipelineError, UnsupportedKey};
 use crate::job::{self, DEFAULT_STAGE, Defaults, JobOutcome, JobScope, Owner};
 use crate::keywords::{self, Keyword};
-use crate::resolve::{REFERENCE_FIX, REFERENCE_TAG, ResolvedDocument, first_reference};
+use crate::resolution::{REFERENCE_FIX, REFERENCE_TAG, ResolvedDocument, first_reference};
 use crate::variables;
 
 /// GitLab's stages when the file names none (without the `.pre`/`.post` edges).

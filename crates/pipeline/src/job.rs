@@ -5,7 +5,7 @@ use crate::document::{Mapping, Node, Source, Value};
 use crate::duration;
 use crate::error::{Location, PipelineError, UnsupportedKey};
 use crate::keywords::{self, Keyword};
-use crate::resolve::{REFERENCE_FIX, REFERENCE_TAG, first_reference};
+use crate::resolution::{REFERENCE_FIX, REFERENCE_TAG, first_reference};
 use crate::variables::{self, YamlVariable};
 use std::time::Duration;
 

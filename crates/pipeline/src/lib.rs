@@ -2,7 +2,7 @@
 //! [`JobResponse`] GitLab would send for it, so the job runs exactly like one assigned by GitLab.
 //!
 //! Layers, each a module: [`document`] (YAML → positioned tree with anchors, aliases, merge keys and
-//! tags), [`resolve`] (document-level features: `include`, `extends`, `!reference`), `config` and
+//! tags), [`resolution`] (document-level features: `include`, `extends`, `!reference`), `config` and
 //! [`job`] (typed top level and jobs), [`payload`] (the wire payload), with [`git`] and [`context`]
 //! supplying what GitLab would know about the commit.
 //!
@@ -34,7 +34,7 @@ pub mod error;
 pub mod git;
 pub mod job;
 pub mod payload;
-pub mod resolve;
+pub mod resolution;
 pub mod variables;
 
 mod config;
@@ -70,7 +70,7 @@ impl Pipeline {
     /// Check pipeline text that was read from `path` (named in error locations).
     pub fn parse(text: &str, path: impl Into<PathBuf>) -> Result<Self, PipelineError> {
         let document = document::Document::parse(text, path)?;
-        let resolved = resolve::resolve(document)?;
+        let resolved = resolution::resolve(document)?;
         Ok(Self {
             config: config::read(resolved)?,
         })

@@ -331,6 +331,38 @@ mod tests {
     }
 
     #[test]
+    fn refspecs_follow_gitlab_with_head_standing_in_for_the_pipeline_ref() {
+        let mut git = GitFacts::fallback("test");
+        assert!(
+            refspecs(&git, 5, 20).is_empty(),
+            "no repository, nothing to fetch"
+        );
+        git.repository = true;
+        git.branch = Some("main".into());
+        assert_eq!(
+            refspecs(&git, 5, 20),
+            [
+                "+HEAD:refs/pipelines/5",
+                "+refs/heads/main:refs/remotes/origin/main"
+            ]
+        );
+        assert_eq!(
+            refspecs(&git, 5, 0),
+            [
+                "+HEAD:refs/pipelines/5",
+                "+refs/heads/*:refs/remotes/origin/*",
+                "+refs/tags/*:refs/tags/*"
+            ]
+        );
+        git.branch = None;
+        git.tag = Some("v1".into());
+        assert_eq!(
+            refspecs(&git, 5, 20),
+            ["+HEAD:refs/pipelines/5", "+refs/tags/v1:refs/tags/v1"]
+        );
+    }
+
+    #[test]
     fn tokens_look_like_gitlab_job_tokens() {
         let a = job_token();
         assert!(a.starts_with("glcbt-64_") && a.len() == 29, "{a}");

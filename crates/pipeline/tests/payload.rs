@@ -324,3 +324,25 @@ fn deprecated_global_defaults_apply_unless_the_job_sets_its_own() {
         .unwrap();
     assert_eq!(literal_json["raw"], true);
 }
+
+#[test]
+fn git_depth_variable_sets_the_clone_depth() {
+    let pipeline = glrunner_pipeline::Pipeline::parse(
+        "variables:\n  GIT_DEPTH: 3\nshallow:\n  script: make\nfull:\n  variables:\n    GIT_DEPTH: 0\n  script: make\n",
+        "ci.yml",
+    )
+    .unwrap();
+    let ctx = context();
+    assert_eq!(
+        pipeline
+            .job_payload("shallow", &ctx)
+            .unwrap()
+            .git_info
+            .depth,
+        3
+    );
+    assert_eq!(
+        pipeline.job_payload("full", &ctx).unwrap().git_info.depth,
+        0
+    );
+}
