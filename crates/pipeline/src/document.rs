@@ -195,16 +195,15 @@ impl Document {
                 return Err(multi_document_error(&source, header, at));
             }
         };
-        let root_mark = Mark::from_saphyr(first.span.start);
-        let root = convert(&source, first, 0)?;
-        match root.value {
+        let Node { value, mark } = convert(&source, first, 0)?;
+        match value {
             Value::Map(root) => Ok(Self {
                 source,
                 root,
-                root_mark,
+                root_mark: mark,
             }),
             other => Err(PipelineError::invalid(
-                source.at(root.mark),
+                source.at(mark),
                 format!(
                     "the top level of the pipeline file is {}, not a mapping",
                     other.kind()
