@@ -82,12 +82,14 @@ pub fn command_text(cmd: &str) -> String {
     format!("{BOLD_GREEN}$ {cmd}{RESET}\n")
 }
 
-/// `section_start:<unix secs>:<name>[collapsed=true]\r\x1b[0K` + the header line.
+/// `section_start:<unix secs>:<name>[collapsed=true]\r\x1b[0K` + the header, a plain line in bold cyan
+/// (gitlab-runner prints it with `Println`, hence the doubled clear and reset).
 pub fn section_start_text(unix_secs: u64, name: &str, header: &str, collapsed: bool) -> String {
     let options = if collapsed { "[collapsed=true]" } else { "" };
     format!(
-        "section_start:{unix_secs}:{}{options}\r{CLEAR_LINE}{BOLD_CYAN}{header}{RESET}\n",
-        section_name(name)
+        "section_start:{unix_secs}:{}{options}\r{CLEAR_LINE}{}",
+        section_name(name),
+        line_text(&format!("{BOLD_CYAN}{header}{RESET}"))
     )
 }
 
@@ -170,11 +172,11 @@ mod tests {
                 "Getting source from Git repository",
                 false
             ),
-            "section_start:1700000000:get_sources\r\x1b[0K\x1b[36;1mGetting source from Git repository\x1b[0;m\n"
+            "section_start:1700000000:get_sources\r\x1b[0K\x1b[0K\x1b[36;1mGetting source from Git repository\x1b[0;m\x1b[0;m\n"
         );
         assert_eq!(
             section_start_text(5, "step_script", "Executing", true),
-            "section_start:5:step_script[collapsed=true]\r\x1b[0K\x1b[36;1mExecuting\x1b[0;m\n"
+            "section_start:5:step_script[collapsed=true]\r\x1b[0K\x1b[0K\x1b[36;1mExecuting\x1b[0;m\x1b[0;m\n"
         );
         assert_eq!(
             section_end_text(7, "get_sources"),
