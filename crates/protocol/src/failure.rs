@@ -47,12 +47,15 @@ impl FailureReason {
             FailureReason::RunnerSystemFailure,
             FailureReason::JobExecutionTimeout,
         ];
-        let accepted = |r: FailureReason| ALWAYS.contains(&r) || supported.iter().any(|s| s == r.as_str());
+        let accepted =
+            |r: FailureReason| ALWAYS.contains(&r) || supported.iter().any(|s| s == r.as_str());
         if accepted(self) {
             return self.as_str();
         }
         let fallback = match self {
-            Self::ImagePullFailure | Self::RunnerExternalDependencyFailure => Self::RunnerSystemFailure,
+            Self::ImagePullFailure | Self::RunnerExternalDependencyFailure => {
+                Self::RunnerSystemFailure
+            }
             Self::RunnerConfigurationError => Self::ScriptFailure,
             _ => Self::UnknownFailure,
         };
@@ -72,14 +75,36 @@ mod tests {
 
     #[test]
     fn maps_onto_what_gitlab_accepts() {
-        let newest: Vec<String> = ["image_pull_failure", "runner_configuration_error", "job_canceled"]
-            .map(String::from)
-            .to_vec();
-        assert_eq!(FailureReason::ImagePullFailure.for_gitlab(&newest), "image_pull_failure");
-        assert_eq!(FailureReason::ImagePullFailure.for_gitlab(&[]), "runner_system_failure");
-        assert_eq!(FailureReason::RunnerConfigurationError.for_gitlab(&[]), "script_failure");
-        assert_eq!(FailureReason::JobCanceled.for_gitlab(&[]), "unknown_failure");
-        assert_eq!(FailureReason::JobCanceled.for_gitlab(&newest), "job_canceled");
-        assert_eq!(FailureReason::JobExecutionTimeout.for_gitlab(&[]), "job_execution_timeout");
+        let newest: Vec<String> = [
+            "image_pull_failure",
+            "runner_configuration_error",
+            "job_canceled",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            FailureReason::ImagePullFailure.for_gitlab(&newest),
+            "image_pull_failure"
+        );
+        assert_eq!(
+            FailureReason::ImagePullFailure.for_gitlab(&[]),
+            "runner_system_failure"
+        );
+        assert_eq!(
+            FailureReason::RunnerConfigurationError.for_gitlab(&[]),
+            "script_failure"
+        );
+        assert_eq!(
+            FailureReason::JobCanceled.for_gitlab(&[]),
+            "unknown_failure"
+        );
+        assert_eq!(
+            FailureReason::JobCanceled.for_gitlab(&newest),
+            "job_canceled"
+        );
+        assert_eq!(
+            FailureReason::JobExecutionTimeout.for_gitlab(&[]),
+            "job_execution_timeout"
+        );
     }
 }

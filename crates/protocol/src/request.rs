@@ -263,7 +263,10 @@ mod tests {
         };
         let v = serde_json::to_value(&req).unwrap();
         assert_eq!(v["state"], "success");
-        assert!(v.get("exit_code").is_none() && v.get("failure_reason").is_none(), "{v}");
+        assert!(
+            v.get("exit_code").is_none() && v.get("failure_reason").is_none(),
+            "{v}"
+        );
     }
 
     #[test]

@@ -140,9 +140,7 @@ pub fn short_token(token: &str) -> String {
             break;
         }
     }
-    if rest.len() > 9
-        && rest.starts_with("GR")
-        && rest[2..9].bytes().all(|b| b.is_ascii_hexdigit())
+    if rest.len() > 9 && rest.starts_with("GR") && rest[2..9].bytes().all(|b| b.is_ascii_hexdigit())
     {
         rest = &rest[9..];
     }
