@@ -36,4 +36,9 @@ pub struct RunnerContext {
     pub tls_ca_file: Option<PathBuf>,
     /// Index of this job among the runner's concurrent jobs (`CI_CONCURRENT_ID`).
     pub concurrent_id: usize,
+    /// Index of this job among the runner's running jobs of the same project
+    /// (`CI_CONCURRENT_PROJECT_ID`); `None` uses `concurrent_id`.
+    pub concurrent_project_id: Option<usize>,
+    /// `debug_trace_disabled`: refuse `CI_DEBUG_TRACE` (bash xtrace would print every expanded command).
+    pub debug_trace_disabled: bool,
 }

@@ -5,13 +5,22 @@
 pub mod context;
 pub mod executor;
 pub mod outcome;
+pub mod paths;
 pub mod run;
 pub mod script;
+pub mod settings;
 pub mod shell;
+pub mod sources;
 pub mod stage;
 pub mod variables;
 
 pub use context::RunnerContext;
-pub use executor::Executor;
+pub use executor::{
+    Executor, ExecutorError, ExecutorFuture, PrepareOptions, StageExit, StageScript, job_features,
+};
 pub use outcome::JobOutcome;
+pub use paths::JobPaths;
 pub use run::run_job;
+pub use shell::ShellExecutor;
+pub use stage::{Container, Stage, StageKind, StagePlan};
+pub use variables::{Variables, masked_values};

@@ -1,1 +1,581 @@
-//! script
+//! Bash scripts for every stage, like gitlab-runner's `BashWriter`: a fixed skeleton (TERM trap,
+//! errexit, pipefail, optional xtrace) around a body that exports the job's variables with ANSI-C
+//! quoting, enters the project dir and runs each command after echoing it as `$ <command>`.
+//!
+//! The body is passed to `eval` as one ANSI-C quoted word with empty stdin (`: | eval $'…'`), so a
+//! command that reads stdin never eats the rest of the script and bash never reads the script file
+//! while it is being replaced. The `TERM` trap makes bash exit quietly on cancel instead of printing
+//! the command it was running (older bash printed the whole `eval` word, secrets included).
+
+use crate::context::RunnerContext;
+use crate::paths::JobPaths;
+use crate::settings::JobSettings;
+use crate::variables::{Variables, is_valid_name};
+use glrunner_protocol::JobResponse;
+use glrunner_trace::format as ansi;
+use std::fmt::Write as _;
+
+/// Quote `s` for bash: unchanged when it only has characters that need no quoting, `''` when empty,
+/// else an ANSI-C `$'…'` word in which quotes, backslashes and control bytes are escaped and every
+/// other character (`$`, `"`, `!`, spaces, UTF-8) is literal. A NUL cannot live in a bash string and
+/// is dropped.
+pub fn escape(s: &str) -> String {
+    if s.is_empty() {
+        return "''".to_owned();
+    }
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./,:=@%+^".contains(c);
+    if s.chars().all(plain) {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    out.push_str("$'");
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\x1b' => out.push_str("\\E"),
+            '\0' => {}
+            c if (c as u32) < 0x20 || c == '\x7f' => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// How the skeleton around a script body is built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScriptOptions {
+    /// `set -o xtrace` (`CI_DEBUG_TRACE`).
+    pub debug_trace: bool,
+    /// `FF_ENABLE_BASH_EXIT_CODE_CHECK`.
+    pub exit_code_check: bool,
+    /// `FF_USE_NEW_BASH_EVAL_STRATEGY`: `(eval …)` in a subshell.
+    pub eval_subshell: bool,
+    /// `FF_SCRIPT_SECTIONS`.
+    pub script_sections: bool,
+    /// Print `{"script": "<path>"}` first and `{"command_exit_code": N, "script": "<path>"}` last, for
+    /// executors that cannot see the script's exit status directly (Kubernetes attach).
+    pub exit_code_marker: bool,
+}
+
+impl ScriptOptions {
+    pub fn from_settings(settings: &JobSettings) -> Self {
+        Self {
+            debug_trace: settings.debug_trace,
+            exit_code_check: settings.bash_exit_code_check,
+            eval_subshell: settings.bash_eval_subshell,
+            script_sections: settings.script_sections,
+            exit_code_marker: false,
+        }
+    }
+}
+
+/// Builds one script body line by line.
+#[derive(Debug, Default)]
+pub struct BashWriter {
+    body: String,
+    indent: usize,
+    options: ScriptOptions,
+    sections: usize,
+}
+
+impl BashWriter {
+    pub fn new(options: ScriptOptions) -> Self {
+        Self {
+            options,
+            ..Self::default()
+        }
+    }
+
+    /// A raw line of bash.
+    pub fn line(&mut self, text: &str) {
+        for _ in 0..self.indent {
+            self.body.push_str("  ");
+        }
+        self.body.push_str(text);
+        self.body.push('\n');
+    }
+
+    /// `program args…`, every word quoted.
+    pub fn command(&mut self, words: &[&str]) {
+        let line = words
+            .iter()
+            .map(|w| escape(w))
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.line(&line);
+        self.check_exit_code();
+    }
+
+    fn check_exit_code(&mut self) {
+        if self.options.exit_code_check {
+            self.line("_runner_exit_code=$?; if [ $_runner_exit_code -ne 0 ]; then exit $_runner_exit_code; fi");
+        }
+    }
+
+    fn echo(&mut self, colour: &str, text: &str) {
+        self.line(&format!(
+            "echo {}",
+            escape(&format!("{colour}{text}{}", ansi::RESET))
+        ));
+    }
+
+    /// A bold green line in the job output.
+    pub fn notice(&mut self, text: &str) {
+        self.echo(ansi::BOLD_GREEN, text);
+    }
+
+    /// A yellow `WARNING:` line in the job output.
+    pub fn warning(&mut self, text: &str) {
+        self.echo(ansi::YELLOW, &format!("WARNING: {text}"));
+    }
+
+    /// A plain line in the job output.
+    pub fn print(&mut self, text: &str) {
+        self.echo(ansi::RESET, text);
+    }
+
+    pub fn if_cmd(&mut self, words: &[&str]) {
+        let line = words
+            .iter()
+            .map(|w| escape(w))
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.line(&format!("if {line} >/dev/null 2>&1; then"));
+        self.indent += 1;
+    }
+
+    pub fn if_file(&mut self, path: &str) {
+        self.line(&format!("if [ -e {} ]; then", escape(path)));
+        self.indent += 1;
+    }
+
+    pub fn if_dir(&mut self, path: &str) {
+        self.line(&format!("if [ -d {} ]; then", escape(path)));
+        self.indent += 1;
+    }
+
+    pub fn else_(&mut self) {
+        self.indent = self.indent.saturating_sub(1);
+        self.line("else");
+        self.indent += 1;
+    }
+
+    pub fn end_if(&mut self) {
+        self.indent = self.indent.saturating_sub(1);
+        self.line("fi");
+    }
+
+    pub fn cd(&mut self, dir: &str) {
+        self.command(&["cd", dir]);
+    }
+
+    pub fn mkdir(&mut self, dir: &str) {
+        self.command(&["mkdir", "-p", dir]);
+    }
+
+    pub fn rm_rf(&mut self, path: &str) {
+        self.command(&["rm", "-r", "-f", path]);
+    }
+
+    pub fn rm_f(&mut self, path: &str) {
+        self.command(&["rm", "-f", path]);
+    }
+
+    /// Export every variable in order; file variables are written to their file and the variable holds
+    /// the path. Names bash cannot export are skipped (`JobSettings` warns about them).
+    pub fn exports(&mut self, vars: &Variables) {
+        let mut tmp_made = false;
+        for v in vars.iter().filter(|v| is_valid_name(&v.key)) {
+            if v.file {
+                let path = vars.file_path(&v.key);
+                if !tmp_made {
+                    let dir = path.rsplit_once('/').map_or("", |(d, _)| d).to_owned();
+                    if !dir.is_empty() {
+                        self.mkdir(&dir);
+                    }
+                    tmp_made = true;
+                }
+                self.line(&format!(
+                    "printf '%s' {} > {}",
+                    escape(&v.value),
+                    escape(&path)
+                ));
+                self.line(&format!("export {}={}", v.key, escape(&path)));
+            } else {
+                self.line(&format!("export {}={}", v.key, escape(&v.value)));
+            }
+        }
+    }
+
+    /// User commands: each echoed as `$ <command>` in bold green (first line plus
+    /// ` # collapsed multi-line command` when it has several), then run.
+    pub fn user_commands(&mut self, commands: &[String]) {
+        for command in commands {
+            let command = command.trim();
+            if command.is_empty() {
+                self.line("echo");
+                continue;
+            }
+            let mut lines = command.lines();
+            let first = lines.next().unwrap_or_default();
+            let shown = if lines.next().is_some() {
+                format!("$ {first} # collapsed multi-line command")
+            } else {
+                format!("$ {first}")
+            };
+            if self.options.script_sections {
+                self.sections += 1;
+                let id = format!("section_script_step_{}", self.sections);
+                let marker = format!("{}{}{shown}{}", "\r\x1b[0K", ansi::BOLD_GREEN, ansi::RESET);
+                self.line(&format!(
+                    "printf '%s\\n' \"section_start:$(date +%s):{id}[hide_duration=true,collapsed=true]\"{}",
+                    escape(&marker)
+                ));
+                self.line(command);
+                self.check_exit_code();
+                self.line(&format!(
+                    "printf '%s\\n' \"section_end:$(date +%s):{id}\"{}",
+                    escape("\r\x1b[0K")
+                ));
+            } else {
+                self.notice(&shown);
+                self.line(command);
+                self.check_exit_code();
+            }
+        }
+    }
+
+    /// The body written so far.
+    pub fn body(&self) -> &str {
+        &self.body
+    }
+
+    /// The complete script: the skeleton around the body.
+    pub fn finish(self) -> String {
+        let o = self.options;
+        let mut s = String::with_capacity(self.body.len() * 2 + 512);
+        s.push_str("#!/usr/bin/env bash\n\n");
+        s.push_str("trap 'exit 1' TERM\n\n");
+        if o.exit_code_marker {
+            s.push_str("start_json=\"{\\\"script\\\": \\\"$0\\\"}\"\necho \"$start_json\"\n");
+            s.push_str(
+                "runner_script_trap() {\n\texit_code=$?\n\tout_json=\"{\\\"command_exit_code\\\": $exit_code, \
+                 \\\"script\\\": \\\"$0\\\"}\"\n\techo \"\"\n\techo \"$out_json\"\n\texit 0\n}\n\n\
+                 trap runner_script_trap EXIT\n",
+            );
+        }
+        if o.debug_trace {
+            s.push_str("set -o xtrace\n");
+        }
+        s.push_str("case \"$(set -o)\" in *pipefail*) set -o pipefail;; esac; set -o errexit\n");
+        s.push_str("set +o noclobber\n");
+        let body = escape(&self.body);
+        if o.eval_subshell {
+            let _ = writeln!(s, ": | (eval {body})");
+        } else {
+            let _ = writeln!(s, ": | eval {body}");
+        }
+        s.push_str("exit 0\n");
+        s
+    }
+}
+
+/// Everything stage scripts are made from.
+#[derive(Clone, Copy)]
+pub struct ScriptContext<'a> {
+    pub job: &'a JobResponse,
+    pub ctx: &'a RunnerContext,
+    /// The job's final, expanded variables.
+    pub variables: &'a Variables,
+    pub paths: &'a JobPaths,
+    pub settings: &'a JobSettings,
+    pub options: ScriptOptions,
+}
+
+impl ScriptContext<'_> {
+    fn writer(&self) -> BashWriter {
+        BashWriter::new(self.options)
+    }
+
+    /// prepare_script: says where the job runs.
+    pub fn prepare_script(&self) -> String {
+        let mut w = self.writer();
+        w.line("echo \"Running on ${HOSTNAME:-$(hostname)}...\"");
+        w.finish()
+    }
+
+    /// get_sources for the job's `GIT_STRATEGY`.
+    pub fn get_sources(&self) -> String {
+        let mut w = self.writer();
+        crate::sources::write_get_sources(&mut w, self);
+        w.finish()
+    }
+
+    /// One user step: exports, `cd` into the project, `pre_build_script`, the step's commands,
+    /// `post_build_script`.
+    pub fn user_step(&self, commands: &[String]) -> String {
+        let mut w = self.writer();
+        w.exports(self.variables);
+        w.cd(&self.paths.project_dir);
+        if let Some(pre) = self
+            .ctx
+            .pre_build_script
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        {
+            w.user_commands(&[pre.to_owned()]);
+        }
+        w.user_commands(commands);
+        if let Some(post) = self
+            .ctx
+            .post_build_script
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        {
+            w.user_commands(&[post.to_owned()]);
+        }
+        w.finish()
+    }
+
+    /// after_script, with `CI_JOB_STATUS` set to how the job went (`success`, `failed`, `canceled`,
+    /// `timedout`).
+    pub fn after_script(&self, commands: &[String], job_status: &str) -> String {
+        let mut vars = self.variables.clone();
+        vars.set("CI_JOB_STATUS", job_status);
+        let mut w = self.writer();
+        w.exports(&vars);
+        w.cd(&self.paths.project_dir);
+        w.user_commands(commands);
+        w.finish()
+    }
+
+    /// cleanup_file_variables: removes the file variables' files and git's template dir.
+    pub fn cleanup(&self) -> String {
+        let mut w = self.writer();
+        for key in self.variables.file_keys() {
+            w.rm_f(&self.variables.file_path(key));
+        }
+        w.rm_rf(&format!("{}/git-template", self.paths.tmp_dir));
+        w.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glrunner_protocol::JobVariable;
+    use std::process::Command;
+
+    /// Values that must survive quoting byte for byte.
+    const TRICKY: &[&str] = &[
+        "",
+        "plain",
+        "with space",
+        "it's",
+        "\"double\"",
+        "back\\slash\\",
+        "trailing backslash \\",
+        "$HOME and ${HOME} and $(id) and `id`",
+        "line1\nline2\n",
+        "\r\n\t\x07\x1b[31mred\x1b[0m\x7f\x01",
+        "unicode: héllo ✓ 日本語 🎉",
+        "!bang !! history",
+        "a'b\"c\\d$e`f",
+        "\\x41 \\n not escapes",
+        "semi;colon|pipe&amp<lt>gt",
+        "*glob? [x]",
+        "~tilde",
+        "#hash",
+        "=starts with equals",
+        "-n",
+    ];
+
+    fn run_bash(script: &str) -> std::process::Output {
+        Command::new("bash")
+            .args(["--noprofile", "--norc", "-c", script])
+            .output()
+            .expect("bash runs")
+    }
+
+    #[test]
+    fn escape_round_trips_through_real_bash() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut script = String::new();
+        for (i, value) in TRICKY.iter().enumerate() {
+            let path = dir.path().join(format!("v{i}"));
+            script.push_str(&format!("export V{i}={}\n", escape(value)));
+            script.push_str(&format!(
+                "printf '%s' \"$V{i}\" > {}\n",
+                escape(path.to_str().unwrap())
+            ));
+        }
+        let out = run_bash(&script);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for (i, value) in TRICKY.iter().enumerate() {
+            let got = std::fs::read(dir.path().join(format!("v{i}"))).unwrap();
+            assert_eq!(got, value.as_bytes(), "value {i}: {value:?}");
+        }
+    }
+
+    #[test]
+    fn escape_shapes() {
+        assert_eq!(escape("simple/path-1.0"), "simple/path-1.0");
+        assert_eq!(escape(""), "''");
+        assert_eq!(escape("a b"), "$'a b'");
+        assert_eq!(escape("it's"), "$'it\\'s'");
+        assert_eq!(escape("a\nb"), "$'a\\nb'");
+        assert_eq!(escape("\x1b[0m"), "$'\\E[0m'");
+        assert_eq!(escape("nul\0byte"), "$'nulbyte'");
+    }
+
+    #[test]
+    fn exports_and_file_variables_round_trip_through_the_skeleton() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("p.tmp");
+        let mut vars = Variables::new();
+        vars.add(
+            crate::paths::TEMP_PROJECT_DIR_VARIABLE,
+            tmp.to_str().unwrap(),
+        );
+        for (i, value) in TRICKY.iter().enumerate() {
+            vars.add(&format!("V{i}"), *value);
+        }
+        vars.push(JobVariable {
+            file: true,
+            ..JobVariable::new("CONFIG_FILE", "key: 'v'\nsecond: \"$x\\n\"\n")
+        });
+        vars.add("BAD-NAME", "skipped");
+        let mut w = BashWriter::new(ScriptOptions::default());
+        w.exports(&vars);
+        let out_dir = dir.path().join("out");
+        std::fs::create_dir(&out_dir).unwrap();
+        for i in 0..TRICKY.len() {
+            w.line(&format!(
+                "printf '%s' \"$V{i}\" > {}",
+                escape(out_dir.join(format!("v{i}")).to_str().unwrap())
+            ));
+        }
+        w.line(&format!(
+            "printf '%s' \"$CONFIG_FILE\" > {}",
+            escape(out_dir.join("path").to_str().unwrap())
+        ));
+        let script = w.finish();
+        let out = run_bash(&script);
+        assert!(
+            out.status.success(),
+            "{}\n{script}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for (i, value) in TRICKY.iter().enumerate() {
+            let got = std::fs::read(out_dir.join(format!("v{i}"))).unwrap();
+            assert_eq!(got, value.as_bytes(), "value {i}: {value:?}");
+        }
+        let path = std::fs::read_to_string(out_dir.join("path")).unwrap();
+        assert_eq!(path, tmp.join("CONFIG_FILE").to_str().unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "key: 'v'\nsecond: \"$x\\n\"\n"
+        );
+    }
+
+    #[test]
+    fn commands_are_echoed_then_run_and_errexit_stops_the_script() {
+        let mut w = BashWriter::new(ScriptOptions::default());
+        w.user_commands(&[
+            "echo \"hello $USER_NAME\"".into(),
+            "".into(),
+            "if true; then\n  echo multi\nfi".into(),
+            "false".into(),
+            "echo never".into(),
+        ]);
+        let script = format!("export USER_NAME=world\n{}", w.finish());
+        let out = run_bash(&script);
+        assert_eq!(out.status.code(), Some(1));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let g = ansi::BOLD_GREEN;
+        let r = ansi::RESET;
+        assert_eq!(
+            stdout,
+            format!(
+                "{g}$ echo \"hello $USER_NAME\"{r}\nhello world\n\n\
+                 {g}$ if true; then # collapsed multi-line command{r}\nmulti\n\
+                 {g}$ false{r}\n"
+            )
+        );
+    }
+
+    #[test]
+    fn exit_codes_propagate_and_stdin_is_empty() {
+        let mut w = BashWriter::new(ScriptOptions::default());
+        w.user_commands(&[
+            "read -r line || echo \"stdin empty\"".into(),
+            "exit 3".into(),
+        ]);
+        let out = run_bash(&w.finish());
+        assert_eq!(out.status.code(), Some(3));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("stdin empty"));
+
+        let opts = ScriptOptions {
+            eval_subshell: true,
+            exit_code_check: true,
+            ..ScriptOptions::default()
+        };
+        let mut w = BashWriter::new(opts);
+        w.user_commands(&["(exit 7)".into()]);
+        assert_eq!(run_bash(&w.finish()).status.code(), Some(7));
+    }
+
+    #[test]
+    fn xtrace_and_sections() {
+        let opts = ScriptOptions {
+            debug_trace: true,
+            script_sections: true,
+            ..ScriptOptions::default()
+        };
+        let mut w = BashWriter::new(opts);
+        w.user_commands(&["echo traced".into()]);
+        let script = w.finish();
+        assert!(script.contains("set -o xtrace"));
+        let out = run_bash(&script);
+        assert!(out.status.success());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("section_start:"), "{stdout}");
+        assert!(
+            stdout.contains(":section_script_step_1[hide_duration=true,collapsed=true]\r\x1b[0K")
+        );
+        assert!(stdout.contains("section_end:"));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("+ echo traced"));
+    }
+
+    #[test]
+    fn exit_code_marker_for_attach_executors() {
+        let opts = ScriptOptions {
+            exit_code_marker: true,
+            ..ScriptOptions::default()
+        };
+        let mut w = BashWriter::new(opts);
+        w.user_commands(&["exit 4".into()]);
+        let out = run_bash(&w.finish());
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "the marker carries the exit code"
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("{\"command_exit_code\": 4, \"script\": \"bash\"}"),
+            "{stdout}"
+        );
+    }
+}
