@@ -213,6 +213,8 @@ impl Uploader {
     }
 
     /// Send the rest of the trace and the final state; returns once GitLab accepted it or gave up.
+    /// Write every line (e.g. `Job succeeded`) before calling this: the final checksum covers the trace
+    /// as it is now, and later writes are not sent.
     pub async fn finish(self, update: FinalUpdate) -> Result<(), UploadError> {
         self.trace.finish();
         // If the task is gone, awaiting it below reports why.
