@@ -47,42 +47,63 @@ pub(crate) fn routes(shared: Arc<Shared>) -> Router {
         .route("/-/admin/jobs/{id}", get(job))
         .route("/-/admin/jobs/{id}/trace", get(trace))
         .route("/-/admin/jobs/{id}/payload", get(payload))
-        .route("/-/admin/jobs/{id}/artifacts/{artifact_type}", get(artifact))
+        .route(
+            "/-/admin/jobs/{id}/artifacts/{artifact_type}",
+            get(artifact),
+        )
         .route("/-/admin/jobs/{id}/wait", get(wait))
         .route("/-/admin/jobs/{id}/cancel", post(cancel))
-        .route("/-/admin/faults", get(faults).post(inject).delete(clear_faults))
+        .route(
+            "/-/admin/faults",
+            get(faults).post(inject).delete(clear_faults),
+        )
         .route("/-/admin/requests", get(requests))
         .route("/-/admin/counts", get(counts))
         .with_state(shared)
 }
 
-fn bad_request(msg: impl std::fmt::Display) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({"error": msg.to_string()}))).into_response()
+/// Why an admin request failed; rendered as `{"error": …}` with a fitting status.
+#[derive(Debug, thiserror::Error)]
+enum AdminError {
+    #[error("invalid JSON body: {0}; fix: send a JSON object of the documented shape")]
+    Body(#[from] serde_json::Error),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Timeout(String),
 }
 
-fn not_found(what: &str) -> Response {
-    (StatusCode::NOT_FOUND, Json(json!({"error": format!("{what} not found")}))).into_response()
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            Self::Body(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+        };
+        (status, Json(json!({"error": self.to_string()}))).into_response()
+    }
 }
 
-/// A JSON body, or 400 saying what is wrong with it.
-fn body<T: for<'de> Deserialize<'de> + Default>(raw: &[u8]) -> Result<T, Response> {
+type Reply = Result<Response, AdminError>;
+
+/// A JSON body; an empty body means the defaults.
+fn body<T: for<'de> Deserialize<'de> + Default>(raw: &[u8]) -> Result<T, AdminError> {
     if raw.trim_ascii().is_empty() {
         return Ok(T::default());
     }
-    serde_json::from_slice(raw).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
+    Ok(serde_json::from_slice(raw)?)
 }
 
 async fn runners(State(shared): AdminState) -> Response {
     Json(shared.read(|s| s.runner_snapshots())).into_response()
 }
 
-async fn add_runner(State(shared): AdminState, raw: bytes::Bytes) -> Response {
-    let spec: RunnerSpec = match body(&raw) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn add_runner(State(shared): AdminState, raw: bytes::Bytes) -> Reply {
+    let spec: RunnerSpec = body(&raw)?;
     let (id, token) = shared.update(|s| s.add_runner(&spec));
-    (StatusCode::CREATED, Json(json!({"id": id, "token": token}))).into_response()
+    Ok((StatusCode::CREATED, Json(json!({"id": id, "token": token}))).into_response())
 }
 
 #[derive(Default, Deserialize)]
@@ -91,16 +112,13 @@ struct TokenBody {
     token: Option<String>,
 }
 
-async fn revoke(State(shared): AdminState, raw: bytes::Bytes) -> Response {
-    let b: TokenBody = match body(&raw) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let Some(token) = b.token else {
-        return bad_request("body must be {\"token\": \"<runner token>\"}");
-    };
+async fn revoke(State(shared): AdminState, raw: bytes::Bytes) -> Reply {
+    let b: TokenBody = body(&raw)?;
+    let token = b.token.ok_or_else(|| {
+        AdminError::BadRequest("body must be {\"token\": \"<runner token>\"}".to_owned())
+    })?;
     let revoked = shared.update(|s| s.revoke_token(&token));
-    Json(json!({"revoked": revoked})).into_response()
+    Ok(Json(json!({"revoked": revoked})).into_response())
 }
 
 #[derive(Default, Deserialize)]
@@ -109,26 +127,19 @@ struct PauseBody {
     paused: Option<bool>,
 }
 
-async fn pause(State(shared): AdminState, Path(id): Path<i64>, raw: bytes::Bytes) -> Response {
-    let b: PauseBody = match body(&raw) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+async fn pause(State(shared): AdminState, Path(id): Path<i64>, raw: bytes::Bytes) -> Reply {
+    let b: PauseBody = body(&raw)?;
     let paused = b.paused.unwrap_or(true);
-    if shared.update(|s| s.set_paused(id, paused)) {
-        Json(json!({"paused": paused})).into_response()
-    } else {
-        not_found("runner")
+    if !shared.update(|s| s.set_paused(id, paused)) {
+        return Err(AdminError::NotFound("runner"));
     }
+    Ok(Json(json!({"paused": paused})).into_response())
 }
 
-async fn add_registration_token(State(shared): AdminState, raw: bytes::Bytes) -> Response {
-    let b: TokenBody = match body(&raw) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+async fn add_registration_token(State(shared): AdminState, raw: bytes::Bytes) -> Reply {
+    let b: TokenBody = body(&raw)?;
     let token = shared.update(|s| s.add_registration_token(b.token));
-    (StatusCode::CREATED, Json(json!({"token": token}))).into_response()
+    Ok((StatusCode::CREATED, Json(json!({"token": token}))).into_response())
 }
 
 #[derive(Default, Deserialize)]
@@ -137,57 +148,69 @@ struct EnabledBody {
     enabled: bool,
 }
 
-async fn set_registration(State(shared): AdminState, raw: bytes::Bytes) -> Response {
-    let b: EnabledBody = match body(&raw) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+async fn set_registration(State(shared): AdminState, raw: bytes::Bytes) -> Reply {
+    let b: EnabledBody = body(&raw)?;
     shared.update(|s| s.set_registration_enabled(b.enabled));
-    Json(json!({"enabled": b.enabled})).into_response()
+    Ok(Json(json!({"enabled": b.enabled})).into_response())
 }
 
 async fn jobs(State(shared): AdminState) -> Response {
-    let all: Vec<_> = shared.read(|s| s.job_ids().into_iter().filter_map(|id| s.snapshot(id)).collect());
+    let all: Vec<_> = shared.read(|s| {
+        s.job_ids()
+            .into_iter()
+            .filter_map(|id| s.snapshot(id))
+            .collect()
+    });
     Json(all).into_response()
 }
 
-async fn enqueue(State(shared): AdminState, raw: bytes::Bytes) -> Response {
-    let spec: JobSpec = match body(&raw) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    match shared.update(|s| s.enqueue(spec)) {
-        Ok(id) => (StatusCode::CREATED, Json(json!({"id": id}))).into_response(),
-        Err(e) => bad_request(e),
-    }
+async fn enqueue(State(shared): AdminState, raw: bytes::Bytes) -> Reply {
+    let spec: JobSpec = body(&raw)?;
+    let id = shared
+        .update(|s| s.enqueue(spec))
+        .map_err(|e| AdminError::BadRequest(e.to_string()))?;
+    Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
 }
 
-async fn job(State(shared): AdminState, Path(id): Path<i64>) -> Response {
-    match shared.read(|s| s.snapshot(id)) {
-        Some(j) => Json(j).into_response(),
-        None => not_found("job"),
-    }
+async fn job(State(shared): AdminState, Path(id): Path<i64>) -> Reply {
+    let snap = shared
+        .read(|s| s.snapshot(id))
+        .ok_or(AdminError::NotFound("job"))?;
+    Ok(Json(snap).into_response())
 }
 
-async fn trace(State(shared): AdminState, Path(id): Path<i64>) -> Response {
-    match shared.read(|s| s.snapshot(id)) {
-        Some(j) => ([(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], j.trace).into_response(),
-        None => not_found("job"),
-    }
+async fn trace(State(shared): AdminState, Path(id): Path<i64>) -> Reply {
+    let snap = shared
+        .read(|s| s.snapshot(id))
+        .ok_or(AdminError::NotFound("job"))?;
+    Ok((
+        [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        snap.trace,
+    )
+        .into_response())
 }
 
-async fn payload(State(shared): AdminState, Path(id): Path<i64>) -> Response {
-    match shared.read(|s| s.job_payload(id)) {
-        Some(p) => Json(p).into_response(),
-        None => not_found("payload (job unknown or not yet assigned)"),
-    }
+async fn payload(State(shared): AdminState, Path(id): Path<i64>) -> Reply {
+    let payload = shared
+        .read(|s| s.job_payload(id))
+        .ok_or(AdminError::NotFound(
+            "payload (job unknown or not yet assigned)",
+        ))?;
+    Ok(Json(payload).into_response())
 }
 
-async fn artifact(State(shared): AdminState, Path((id, artifact_type)): Path<(i64, String)>) -> Response {
-    match shared.read(|s| s.artifact_data(id, &artifact_type)) {
-        Some(data) => ([(http::header::CONTENT_TYPE, "application/octet-stream")], data).into_response(),
-        None => not_found("artifact"),
-    }
+async fn artifact(
+    State(shared): AdminState,
+    Path((id, artifact_type)): Path<(i64, String)>,
+) -> Reply {
+    let data = shared
+        .read(|s| s.artifact_data(id, &artifact_type))
+        .ok_or(AdminError::NotFound("artifact"))?;
+    Ok((
+        [(http::header::CONTENT_TYPE, "application/octet-stream")],
+        data,
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -196,24 +219,22 @@ struct WaitQuery {
     status: Option<JobStatus>,
 }
 
-async fn wait(State(shared): AdminState, Path(id): Path<i64>, Query(q): Query<WaitQuery>) -> Response {
+async fn wait(State(shared): AdminState, Path(id): Path<i64>, Query(q): Query<WaitQuery>) -> Reply {
     let timeout = match q.timeout.as_deref().map(humantime::parse_duration) {
         None => Duration::from_secs(30),
         Some(Ok(d)) => d.min(Duration::from_secs(600)),
-        Some(Err(e)) => return bad_request(format!("timeout: {e} (write it like 30s or 2m)")),
+        Some(Err(e)) => {
+            return Err(AdminError::BadRequest(format!(
+                "timeout: {e}; fix: write it like 30s or 2m"
+            )));
+        }
     };
     let status = q.status;
-    let result = wait_for_job(
-        &shared,
-        id,
-        |j| status.map_or(j.status.is_finished(), |s| j.status == s),
-        timeout,
-    )
-    .await;
-    match result {
-        Ok(j) => Json(j).into_response(),
-        Err(crate::WaitError::UnknownJob(_)) => not_found("job"),
-        Err(e) => (StatusCode::REQUEST_TIMEOUT, Json(json!({"error": e.to_string()}))).into_response(),
+    let done = |j: &crate::JobSnapshot| status.map_or(j.status.is_finished(), |s| j.status == s);
+    match wait_for_job(&shared, id, done, timeout).await {
+        Ok(j) => Ok(Json(j).into_response()),
+        Err(crate::WaitError::UnknownJob(_)) => Err(AdminError::NotFound("job")),
+        Err(e) => Err(AdminError::Timeout(e.to_string())),
     }
 }
 
@@ -223,32 +244,31 @@ struct CancelBody {
     graceful: bool,
 }
 
-async fn cancel(State(shared): AdminState, Path(id): Path<i64>, raw: bytes::Bytes) -> Response {
-    let b: CancelBody = match body(&raw) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let status = shared.update(|s| if b.graceful { s.cancel_gracefully(id) } else { s.cancel(id) });
-    match status {
-        Some(status) => Json(json!({"status": status})).into_response(),
-        None => not_found("job"),
-    }
+async fn cancel(State(shared): AdminState, Path(id): Path<i64>, raw: bytes::Bytes) -> Reply {
+    let b: CancelBody = body(&raw)?;
+    let status = shared
+        .update(|s| {
+            if b.graceful {
+                s.cancel_gracefully(id)
+            } else {
+                s.cancel(id)
+            }
+        })
+        .ok_or(AdminError::NotFound("job"))?;
+    Ok(Json(json!({"status": status})).into_response())
 }
 
 async fn faults(State(shared): AdminState) -> Response {
     Json(shared.read(|s| s.faults.pending())).into_response()
 }
 
-async fn inject(State(shared): AdminState, raw: bytes::Bytes) -> Response {
-    let fault: Fault = match serde_json::from_slice(&raw) {
-        Ok(f) => f,
-        Err(e) => return bad_request(format!("invalid fault: {e}")),
-    };
+async fn inject(State(shared): AdminState, raw: bytes::Bytes) -> Reply {
+    let fault: Fault = serde_json::from_slice(&raw)?;
     let pending = shared.update(|s| {
         s.faults.push(fault);
         s.faults.pending()
     });
-    (StatusCode::CREATED, Json(pending)).into_response()
+    Ok((StatusCode::CREATED, Json(pending)).into_response())
 }
 
 async fn clear_faults(State(shared): AdminState) -> Response {

@@ -148,7 +148,9 @@ impl Action {
             Self::DropConnection => "drop connection".to_owned(),
             Self::Delay { millis } => format!("delay {millis}ms"),
             Self::TraceRangeMismatch { .. } => "trace range mismatch (416)".to_owned(),
-            Self::FinalUpdateAccepted { interval } => format!("final update accepted (202, {interval}s)"),
+            Self::FinalUpdateAccepted { interval } => {
+                format!("final update accepted (202, {interval}s)")
+            }
             Self::FinalUpdateTraceInvalid => "final update trace invalid (412)".to_owned(),
         }
     }
@@ -221,12 +223,18 @@ impl Fault {
 
     /// A 416 on the trace PATCH that stores nothing (see [`Action::TraceRangeMismatch`]).
     pub fn trace_range_mismatch() -> Self {
-        Self::new(Endpoint::PatchTrace, Action::TraceRangeMismatch { reported: None })
+        Self::new(
+            Endpoint::PatchTrace,
+            Action::TraceRangeMismatch { reported: None },
+        )
     }
 
     /// 202 on the final PUT (see [`Action::FinalUpdateAccepted`]).
     pub fn final_update_accepted(interval: u64) -> Self {
-        Self::new(Endpoint::UpdateJob, Action::FinalUpdateAccepted { interval })
+        Self::new(
+            Endpoint::UpdateJob,
+            Action::FinalUpdateAccepted { interval },
+        )
     }
 
     /// 412 on the final PUT (see [`Action::FinalUpdateTraceInvalid`]).
@@ -283,8 +291,16 @@ impl FaultQueue {
     }
 
     /// Consume one use of the first fault that matches.
-    pub(crate) fn take(&mut self, endpoint: Endpoint, job_id: Option<i64>, stage: Stage) -> Option<Action> {
-        let i = self.slots.iter().position(|f| f.matches(endpoint, job_id, stage))?;
+    pub(crate) fn take(
+        &mut self,
+        endpoint: Endpoint,
+        job_id: Option<i64>,
+        stage: Stage,
+    ) -> Option<Action> {
+        let i = self
+            .slots
+            .iter()
+            .position(|f| f.matches(endpoint, job_id, stage))?;
         let slot = &mut self.slots[i];
         slot.times -= 1;
         let action = slot.action.clone();
@@ -318,17 +334,26 @@ mod tests {
             Endpoint::classify(&Method::PATCH, "/api/v4/jobs/12/trace"),
             (Endpoint::PatchTrace, Some(12))
         );
-        assert_eq!(Endpoint::classify(&Method::PUT, "/api/v4/jobs/7"), (Endpoint::UpdateJob, Some(7)));
+        assert_eq!(
+            Endpoint::classify(&Method::PUT, "/api/v4/jobs/7"),
+            (Endpoint::UpdateJob, Some(7))
+        );
         assert_eq!(
             Endpoint::classify(&Method::GET, "/api/v4/jobs/7/artifacts"),
             (Endpoint::DownloadArtifacts, Some(7))
         );
-        assert_eq!(Endpoint::classify(&Method::GET, "/api/v4/jobs/x"), (Endpoint::Other, None));
+        assert_eq!(
+            Endpoint::classify(&Method::GET, "/api/v4/jobs/x"),
+            (Endpoint::Other, None)
+        );
         assert_eq!(
             Endpoint::classify(&Method::DELETE, "/api/v4/runners/managers"),
             (Endpoint::DeleteManager, None)
         );
-        assert_eq!(Endpoint::classify(&Method::GET, "/-/admin/jobs"), (Endpoint::Admin, None));
+        assert_eq!(
+            Endpoint::classify(&Method::GET, "/-/admin/jobs"),
+            (Endpoint::Admin, None)
+        );
     }
 
     #[test]
@@ -347,7 +372,10 @@ mod tests {
         assert_eq!(q.take(Endpoint::RequestJob, None, Stage::Gate), None);
         // The final-update fault is not a gate action and is bound to job 5.
         assert_eq!(q.take(Endpoint::UpdateJob, Some(5), Stage::Gate), None);
-        assert_eq!(q.take(Endpoint::UpdateJob, Some(6), Stage::FinalUpdate), None);
+        assert_eq!(
+            q.take(Endpoint::UpdateJob, Some(6), Stage::FinalUpdate),
+            None
+        );
         assert_eq!(
             q.take(Endpoint::UpdateJob, Some(5), Stage::FinalUpdate),
             Some(Action::FinalUpdateAccepted { interval: 1 })

@@ -37,8 +37,8 @@ mod tokens;
 pub use error::{EnqueueError, StartError, WaitError};
 pub use fault::{Action, Endpoint, Fault};
 pub use job::{
-    ArtifactSnapshot, ArtifactSpec, CacheSpec, HookSpec, ImageSpec, JobSnapshot, JobSpec, JobStatus,
-    PortSpec, RefKind, ServiceSpec, StepSpec, Variable,
+    ArtifactSnapshot, ArtifactSpec, CacheSpec, HookSpec, ImageSpec, JobSnapshot, JobSpec,
+    JobStatus, PortSpec, RefKind, ServiceSpec, StepSpec, Variable,
 };
 pub use options::Options;
 pub use payload::FAILURE_REASONS;

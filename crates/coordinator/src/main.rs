@@ -75,7 +75,9 @@ async fn main() -> anyhow::Result<()> {
 
     let mut runners = Vec::new();
     if args.runner_tokens.is_empty() {
-        runners.push(coordinator.add_runner(RunnerSpec::created().description("glrunner-coordinator")));
+        runners.push(
+            coordinator.add_runner(RunnerSpec::created().description("glrunner-coordinator")),
+        );
     }
     for token in &args.runner_tokens {
         let spec = RunnerSpec::new(kind_of(token)).token(token.as_str());
@@ -89,10 +91,15 @@ async fn main() -> anyhow::Result<()> {
         coordinator.add_registration_token_value(token);
     }
     if !args.registration_tokens.is_empty() {
-        println!("registration tokens accepted: {}", args.registration_tokens.len());
+        println!(
+            "registration tokens accepted: {}",
+            args.registration_tokens.len()
+        );
     }
 
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     coordinator.shutdown().await;
     Ok(())
 }

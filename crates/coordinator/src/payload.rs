@@ -126,7 +126,9 @@ pub(crate) fn with_credentials(url: &str, token: &str) -> String {
 
 fn host_port(server_url: &str) -> (String, String, String) {
     let parsed = url::Url::parse(server_url).ok();
-    let scheme = parsed.as_ref().map_or("http".to_owned(), |u| u.scheme().to_owned());
+    let scheme = parsed
+        .as_ref()
+        .map_or("http".to_owned(), |u| u.scheme().to_owned());
     let host = parsed
         .as_ref()
         .and_then(|u| u.host_str().map(str::to_owned))
@@ -172,7 +174,10 @@ fn predefined_variables(ctx: &PayloadContext<'_>) -> Vec<Variable> {
     };
     let mut vars = vec![
         public("CI_PIPELINE_ID", ctx.pipeline_id.to_string()),
-        public("CI_PIPELINE_URL", format!("{project_url}/-/pipelines/{}", ctx.pipeline_id)),
+        public(
+            "CI_PIPELINE_URL",
+            format!("{project_url}/-/pipelines/{}", ctx.pipeline_id),
+        ),
         public("CI_JOB_ID", ctx.job_id.to_string()),
         public("CI_JOB_URL", format!("{project_url}/-/jobs/{}", ctx.job_id)),
         secret("CI_JOB_TOKEN", ctx.token.to_owned()),
@@ -205,7 +210,10 @@ fn predefined_variables(ctx: &PayloadContext<'_>) -> Vec<Variable> {
         public("CI_SERVER_NAME", "GitLab".to_owned()),
         public(
             "CI_SERVER_VERSION",
-            format!("{}.{}.{}", SERVER_VERSION.0, SERVER_VERSION.1, SERVER_VERSION.2),
+            format!(
+                "{}.{}.{}",
+                SERVER_VERSION.0, SERVER_VERSION.1, SERVER_VERSION.2
+            ),
         ),
         public("CI_SERVER_VERSION_MAJOR", SERVER_VERSION.0.to_string()),
         public("CI_SERVER_VERSION_MINOR", SERVER_VERSION.1.to_string()),
@@ -227,7 +235,10 @@ fn predefined_variables(ctx: &PayloadContext<'_>) -> Vec<Variable> {
     ]);
     if let Some(registry) = ctx.registry {
         vars.push(public("CI_REGISTRY", registry.to_owned()));
-        vars.push(public("CI_REGISTRY_IMAGE", format!("{registry}/{}", spec.project)));
+        vars.push(public(
+            "CI_REGISTRY_IMAGE",
+            format!("{registry}/{}", spec.project),
+        ));
     }
     vars.extend([
         public("CI_API_V4_URL", format!("{server}/api/v4")),
@@ -250,7 +261,10 @@ fn predefined_variables(ctx: &PayloadContext<'_>) -> Vec<Variable> {
         public("CI_COMMIT_MESSAGE", "Update .gitlab-ci.yml\n".to_owned()),
         public("CI_COMMIT_TITLE", "Update .gitlab-ci.yml".to_owned()),
         public("CI_COMMIT_DESCRIPTION", String::new()),
-        public("CI_COMMIT_AUTHOR", "Administrator <admin@example.com>".to_owned()),
+        public(
+            "CI_COMMIT_AUTHOR",
+            "Administrator <admin@example.com>".to_owned(),
+        ),
         public("CI_COMMIT_TIMESTAMP", rfc3339(ctx.created_at)),
         public("GITLAB_USER_ID", "1".to_owned()),
         public("GITLAB_USER_EMAIL", "admin@example.com".to_owned()),
@@ -346,7 +360,11 @@ fn resolve(
 
 fn repo_base(ctx: &PayloadContext<'_>) -> String {
     ctx.spec.repo_url.clone().unwrap_or_else(|| {
-        format!("{}/{}.git", ctx.server_url.trim_end_matches('/'), ctx.spec.project)
+        format!(
+            "{}/{}.git",
+            ctx.server_url.trim_end_matches('/'),
+            ctx.spec.project
+        )
     })
 }
 
@@ -354,7 +372,9 @@ fn repo_base(ctx: &PayloadContext<'_>) -> String {
 pub(crate) fn refspecs(spec: &JobSpec, pipeline_id: i64) -> Vec<String> {
     let mut out = Vec::new();
     if spec.pipeline_ref {
-        out.push(format!("+refs/pipelines/{pipeline_id}:refs/pipelines/{pipeline_id}"));
+        out.push(format!(
+            "+refs/pipelines/{pipeline_id}:refs/pipelines/{pipeline_id}"
+        ));
     }
     let r = &spec.git_ref;
     if spec.depth > 0 {
@@ -438,7 +458,10 @@ fn default_format(artifact_type: &str) -> &'static str {
 
 fn artifact_json(a: &ArtifactSpec) -> Value {
     let mut m = Map::new();
-    let name = a.name.clone().unwrap_or_else(|| default_file_name(&a.artifact_type));
+    let name = a
+        .name
+        .clone()
+        .unwrap_or_else(|| default_file_name(&a.artifact_type));
     m.insert("name".into(), name.into());
     if let Some(untracked) = a.untracked {
         m.insert("untracked".into(), untracked.into());
@@ -503,7 +526,11 @@ pub(crate) fn build(ctx: &PayloadContext<'_>) -> Value {
         }));
     }
 
-    let protected_suffix = if spec.protected { "protected" } else { "non_protected" };
+    let protected_suffix = if spec.protected {
+        "protected"
+    } else {
+        "non_protected"
+    };
     let cache: Vec<Value> = spec
         .cache
         .iter()
@@ -537,7 +564,10 @@ pub(crate) fn build(ctx: &PayloadContext<'_>) -> Value {
             m.insert("name".into(), d.name.clone().into());
             m.insert("token".into(), ctx.token.into());
             if let Some((filename, size)) = &d.archive {
-                m.insert("artifacts_file".into(), json!({"filename": filename, "size": size}));
+                m.insert(
+                    "artifacts_file".into(),
+                    json!({"filename": filename, "size": size}),
+                );
             }
             Value::Object(m)
         })
@@ -627,7 +657,10 @@ fn apply_merge(payload: &mut Value, extra: &Value, job_id: i64, token: &str) {
             info.insert("id".into(), job_id.into());
         }
         if let Some(vars) = obj.get_mut("variables").and_then(Value::as_array_mut) {
-            for v in vars.iter_mut().filter(|v| v.get("key") == Some(&json!("CI_JOB_ID"))) {
+            for v in vars
+                .iter_mut()
+                .filter(|v| v.get("key") == Some(&json!("CI_JOB_ID")))
+            {
                 v["value"] = job_id.to_string().into();
             }
         }
@@ -665,7 +698,11 @@ mod tests {
     use super::*;
 
     fn value(vars: &[Variable], key: &str) -> String {
-        vars.iter().rev().find(|v| v.key == key).map(|v| v.value.clone()).unwrap_or_default()
+        vars.iter()
+            .rev()
+            .find(|v| v.key == key)
+            .map(|v| v.value.clone())
+            .unwrap_or_default()
     }
 
     #[test]
@@ -685,7 +722,11 @@ mod tests {
 
     #[test]
     fn a_cycle_leaves_values_alone() {
-        let mut vars = vec![Variable::new("X", "$Y"), Variable::new("Y", "$X"), Variable::new("Z", "$X")];
+        let mut vars = vec![
+            Variable::new("X", "$Y"),
+            Variable::new("Y", "$X"),
+            Variable::new("Z", "$X"),
+        ];
         expand_variables(&mut vars);
         assert_eq!(value(&vars, "X"), "$Y");
         assert_eq!(value(&vars, "Z"), "$X");
@@ -696,14 +737,20 @@ mod tests {
         let spec = JobSpec::default();
         assert_eq!(
             refspecs(&spec, 7),
-            ["+refs/pipelines/7:refs/pipelines/7", "+refs/heads/main:refs/remotes/origin/main"]
+            [
+                "+refs/pipelines/7:refs/pipelines/7",
+                "+refs/heads/main:refs/remotes/origin/main"
+            ]
         );
         let tag = JobSpec::default().tag("v1");
         assert_eq!(refspecs(&tag, 7)[1], "+refs/tags/v1:refs/tags/v1");
         let full = JobSpec::default().depth(0);
         assert_eq!(
             refspecs(&full, 7)[1..],
-            ["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"]
+            [
+                "+refs/heads/*:refs/remotes/origin/*",
+                "+refs/tags/*:refs/tags/*"
+            ]
         );
     }
 

@@ -1,6 +1,7 @@
 //! The running coordinator: the listener, one hyper HTTP/1 connection task per socket (so a fault can
 //! close a socket without answering), the timer task, and the in-process admin API tests call.
 
+use crate::admin;
 use crate::api::{self, ConnInfo};
 use crate::error::{EnqueueError, StartError, WaitError};
 use crate::fault::Fault;
@@ -10,7 +11,6 @@ use crate::request_log::{Counts, RequestRecord};
 use crate::runner::{RunnerSnapshot, RunnerSpec};
 use crate::shared::Shared;
 use crate::state::State;
-use crate::admin;
 use axum::Router;
 use glrunner_protocol::Secret;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -42,7 +42,9 @@ pub struct Coordinator {
 
 impl std::fmt::Debug for Coordinator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Coordinator").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("Coordinator")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -52,12 +54,13 @@ impl Coordinator {
         if !options.listen.ip().is_loopback() {
             return Err(StartError::NotLoopback(options.listen));
         }
-        let listener = TcpListener::bind(options.listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: options.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(options.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: options.listen,
+                    source,
+                })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: options.listen,
             source,
@@ -91,7 +94,10 @@ impl Coordinator {
         self.shutdown.send_replace(true);
         if let Some(task) = self.task.take() {
             let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }
@@ -115,7 +121,10 @@ impl Coordinator {
 
     /// Accept this exact registration token.
     pub fn add_registration_token_value(&self, token: &str) -> Secret {
-        Secret::new(self.shared.update(|s| s.add_registration_token(Some(token.to_owned()))))
+        Secret::new(
+            self.shared
+                .update(|s| s.add_registration_token(Some(token.to_owned()))),
+        )
     }
 
     /// Refuse registration (410 Gone), as GitLab 17+ does by default; or allow it again.
@@ -153,8 +162,12 @@ impl Coordinator {
     }
 
     pub fn jobs(&self) -> Vec<JobSnapshot> {
-        self.shared
-            .read(|s| s.job_ids().into_iter().filter_map(|id| s.snapshot(id)).collect())
+        self.shared.read(|s| {
+            s.job_ids()
+                .into_iter()
+                .filter_map(|id| s.snapshot(id))
+                .collect()
+        })
     }
 
     /// The payload handed out for the job (after assignment), exactly as sent.
@@ -185,7 +198,11 @@ impl Coordinator {
     }
 
     /// Wait until the job is `success`, `failed` or `canceled`.
-    pub async fn wait_until_finished(&self, id: i64, timeout: Duration) -> Result<JobSnapshot, WaitError> {
+    pub async fn wait_until_finished(
+        &self,
+        id: i64,
+        timeout: Duration,
+    ) -> Result<JobSnapshot, WaitError> {
         self.wait_for(id, |j| j.status.is_finished(), timeout).await
     }
 
@@ -379,10 +396,11 @@ async fn connection(
         peer,
         drop_connection: drop_connection.clone(),
     };
-    let service = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(info.clone());
-        app.clone().oneshot(req.map(axum::body::Body::new))
-    });
+    let service =
+        hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(info.clone());
+            app.clone().oneshot(req.map(axum::body::Body::new))
+        });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())

@@ -132,9 +132,13 @@ pub(crate) struct JobRequestParams<'a> {
 pub(crate) enum JobRequestOutcome {
     Forbidden,
     /// 204 with `X-GitLab-Last-Update`.
-    NoJob { last_update: String },
+    NoJob {
+        last_update: String,
+    },
     /// 201 with the payload.
-    Job { payload: Value },
+    Job {
+        payload: Value,
+    },
 }
 
 /// A job endpoint refused the request: 403, with `Job-Status` when the token fits but the job is not
@@ -167,8 +171,13 @@ pub(crate) enum UpdateOutcome {
 }
 
 pub(crate) enum TraceOutcome {
-    Accepted { len: u64, status: JobStatus },
-    RangeMismatch { len: u64 },
+    Accepted {
+        len: u64,
+        status: JobStatus,
+    },
+    RangeMismatch {
+        len: u64,
+    },
     MissingRange,
     BadRange,
     /// Over the trace size limit: the job was failed `trace_size_exceeded`.
@@ -260,7 +269,9 @@ impl State {
         let id = self.next_runner_id;
         self.next_runner_id += 1;
         let token = match &spec.token {
-            Some(t) if !t.is_empty() && !self.tokens.contains_key(t.expose()) => t.expose().to_owned(),
+            Some(t) if !t.is_empty() && !self.tokens.contains_key(t.expose()) => {
+                t.expose().to_owned()
+            }
             _ => format!("{}{}", spec.kind.prefix(), tokens::friendly(20)),
         };
         let now = SystemTime::now();
@@ -291,7 +302,9 @@ impl State {
     }
 
     pub(crate) fn add_registration_token(&mut self, token: Option<String>) -> String {
-        let token = token.filter(|t| !t.is_empty()).unwrap_or_else(tokens::registration_token);
+        let token = token
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(tokens::registration_token);
         if !self.registration_tokens.contains(&token) {
             self.registration_tokens.push(token.clone());
         }
@@ -352,13 +365,18 @@ impl State {
         if !ensure_manager {
             return;
         }
-        let system_id = system_id.filter(|s| !s.is_empty()).unwrap_or(LEGACY_SYSTEM_ID);
-        let manager = runner.managers.entry(system_id.to_owned()).or_insert_with(|| Manager {
-            info: Value::Null,
-            created_at: now,
-            contacted_at: None,
-            ip: None,
-        });
+        let system_id = system_id
+            .filter(|s| !s.is_empty())
+            .unwrap_or(LEGACY_SYSTEM_ID);
+        let manager = runner
+            .managers
+            .entry(system_id.to_owned())
+            .or_insert_with(|| Manager {
+                info: Value::Null,
+                created_at: now,
+                contacted_at: None,
+                ip: None,
+            });
         manager.contacted_at = Some(now);
         manager.ip = ip.or(manager.ip);
         if let Some(info) = info.filter(|i| i.is_object()) {
@@ -420,7 +438,11 @@ impl State {
         let Some(id) = self.runner_for(token) else {
             return DeleteManagerOutcome::Forbidden;
         };
-        match self.runners.get_mut(&id).and_then(|r| r.managers.remove(system_id)) {
+        match self
+            .runners
+            .get_mut(&id)
+            .and_then(|r| r.managers.remove(system_id))
+        {
             Some(_) => DeleteManagerOutcome::Deleted,
             None => DeleteManagerOutcome::NotFound,
         }
@@ -452,7 +474,9 @@ impl State {
                 let status = match r.contacted_at {
                     _ if !r.creation_finished => "never_contacted",
                     None => "never_contacted",
-                    Some(at) if now.duration_since(at).unwrap_or_default() < ONLINE_CONTACT_TIMEOUT => {
+                    Some(at)
+                        if now.duration_since(at).unwrap_or_default() < ONLINE_CONTACT_TIMEOUT =>
+                    {
                         "online"
                     }
                     Some(_) => "offline",
@@ -488,7 +512,11 @@ impl State {
     // ---------------------------------------------------------------- jobs
 
     pub(crate) fn enqueue(&mut self, spec: JobSpec) -> Result<i64, EnqueueError> {
-        if let Some(dep) = spec.dependencies.iter().find(|d| !self.jobs.contains_key(d)) {
+        if let Some(dep) = spec
+            .dependencies
+            .iter()
+            .find(|d| !self.jobs.contains_key(d))
+        {
             return Err(EnqueueError::UnknownDependency(*dep));
         }
         if let Some(r) = spec.runner_id.filter(|r| !self.runners.contains_key(r)) {
@@ -535,12 +563,20 @@ impl State {
 
     /// New queue cursors for the runners that could take a job targeted at `target`.
     fn tick_for(&self, target: Option<i64>) {
-        for r in self.runners.values().filter(|r| target.is_none_or(|t| t == r.id)) {
+        for r in self
+            .runners
+            .values()
+            .filter(|r| target.is_none_or(|t| t == r.id))
+        {
             r.tick();
         }
     }
 
-    pub(crate) fn request_job(&mut self, p: &JobRequestParams<'_>, ip: Option<IpAddr>) -> JobRequestOutcome {
+    pub(crate) fn request_job(
+        &mut self,
+        p: &JobRequestParams<'_>,
+        ip: Option<IpAddr>,
+    ) -> JobRequestOutcome {
         let Some(runner_id) = self.runner_for(p.token) else {
             return JobRequestOutcome::Forbidden;
         };
@@ -551,10 +587,14 @@ impl State {
         runner.creation_finished = true;
         let current = runner.queue.borrow().clone();
         if runner.paused {
-            return JobRequestOutcome::NoJob { last_update: current };
+            return JobRequestOutcome::NoJob {
+                last_update: current,
+            };
         }
         if p.last_update == Some(current.as_str()) {
-            return JobRequestOutcome::NoJob { last_update: current };
+            return JobRequestOutcome::NoJob {
+                last_update: current,
+            };
         }
 
         let features = features_of(p.info);
@@ -567,17 +607,24 @@ impl State {
             .collect();
         let queue_size = candidates.len();
         for id in candidates {
-            let Some(job) = self.jobs.get_mut(&id) else { continue };
+            let Some(job) = self.jobs.get_mut(&id) else {
+                continue;
+            };
             if job.required.iter().any(|f| !features.contains(f)) {
                 // GitLab drops a job the runner cannot run instead of handing it out.
                 job.fail("runner_unsupported", now);
                 continue;
             }
             let payload = self.present(id, runner_id, p, queue_size, now);
-            let system_id = p.system_id.filter(|s| !s.is_empty()).unwrap_or(LEGACY_SYSTEM_ID);
+            let system_id = p
+                .system_id
+                .filter(|s| !s.is_empty())
+                .unwrap_or(LEGACY_SYSTEM_ID);
             let two_phase = features.contains("two_phase_job_commit");
             let ack_window = self.opts.ack_window;
-            let Some(job) = self.jobs.get_mut(&id) else { continue };
+            let Some(job) = self.jobs.get_mut(&id) else {
+                continue;
+            };
             job.runner_id = Some(runner_id);
             job.manager = Some(system_id.to_owned());
             job.cancel_gracefully = features.contains("cancel_gracefully");
@@ -593,7 +640,9 @@ impl State {
             }
             return JobRequestOutcome::Job { payload };
         }
-        JobRequestOutcome::NoJob { last_update: current }
+        JobRequestOutcome::NoJob {
+            last_update: current,
+        }
     }
 
     /// The payload for job `id` assigned to `runner_id` now.
@@ -616,7 +665,9 @@ impl State {
             .map(|d| DependencyContext {
                 id: d.id,
                 name: d.spec.name.clone(),
-                archive: d.archive().map(|a| (a.filename.clone(), a.data.len() as u64)),
+                archive: d
+                    .archive()
+                    .map(|a| (a.filename.clone(), a.data.len() as u64)),
             })
             .collect();
         payload::build(&PayloadContext {
@@ -688,13 +739,18 @@ impl State {
     }
 
     /// `PUT /jobs/:id` after authentication. Returns the outcome and the injected fault that shaped it.
-    pub(crate) fn update_job(&mut self, id: i64, p: &UpdateParams<'_>) -> (UpdateOutcome, Option<String>) {
+    pub(crate) fn update_job(
+        &mut self,
+        id: i64,
+        p: &UpdateParams<'_>,
+    ) -> (UpdateOutcome, Option<String>) {
         self.touch(id);
         let ack_window = self.opts.ack_window;
         let state = p.state.unwrap_or("");
         let is_final = matches!(state, "success" | "failed");
         let fault = if is_final {
-            self.faults.take(Endpoint::UpdateJob, Some(id), Stage::FinalUpdate)
+            self.faults
+                .take(Endpoint::UpdateJob, Some(id), Stage::FinalUpdate)
         } else {
             None
         };
@@ -776,14 +832,19 @@ impl State {
         };
         self.touch(id);
         let limit = self.opts.trace_size_limit;
-        let fault = self.faults.take(Endpoint::PatchTrace, Some(id), Stage::Trace);
+        let fault = self
+            .faults
+            .take(Endpoint::PatchTrace, Some(id), Stage::Trace);
         let secrets: Vec<String> = self.registration_tokens.clone();
         let Some(job) = self.jobs.get_mut(&id) else {
             return (TraceOutcome::BadRange, None);
         };
         if let Some(Action::TraceRangeMismatch { reported }) = &fault {
             let len = reported.unwrap_or(job.trace.len() as u64);
-            return (TraceOutcome::RangeMismatch { len }, fault.map(|f| f.describe()));
+            return (
+                TraceOutcome::RangeMismatch { len },
+                fault.map(|f| f.describe()),
+            );
         }
         if start.saturating_add(body.len() as u64) > limit {
             job.fail("trace_size_exceeded", SystemTime::now());
@@ -818,7 +879,11 @@ impl State {
         let Some(job) = self.jobs.get_mut(&id) else {
             return UploadOutcome::Duplicate;
         };
-        if let Some(existing) = job.artifacts.iter().find(|a| a.artifact_type == artifact.artifact_type) {
+        if let Some(existing) = job
+            .artifacts
+            .iter()
+            .find(|a| a.artifact_type == artifact.artifact_type)
+        {
             // Re-uploading identical content is a no-op success, like GitLab's sha256 check.
             return if existing.data == artifact.data {
                 UploadOutcome::Created
@@ -883,7 +948,9 @@ impl State {
         let job = self.jobs.get_mut(&id)?;
         match job.status {
             JobStatus::Running if job.cancel_gracefully => job.status = JobStatus::Canceling,
-            JobStatus::Pending | JobStatus::Running => job.finish(JobStatus::Canceled, SystemTime::now()),
+            JobStatus::Pending | JobStatus::Running => {
+                job.finish(JobStatus::Canceled, SystemTime::now())
+            }
             _ => {}
         }
         Some(job.status)
@@ -987,7 +1054,12 @@ impl State {
 /// `info` as sent, read into the protocol type where the shapes agree.
 fn lenient_info(info: &Value) -> VersionInfo {
     serde_json::from_value(info.clone()).unwrap_or_else(|_| {
-        let text = |k: &str| info.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let text = |k: &str| {
+            info.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
         VersionInfo {
             name: text("name"),
             version: text("version"),
@@ -1044,7 +1116,10 @@ mod tests {
         let mut s = state();
         let (_, token) = s.add_runner(&RunnerSpec::created());
         let gated = s
-            .enqueue(JobSpec::script(["true"]).artifact(crate::job::ArtifactSpec::report("junit", ["r.xml"])))
+            .enqueue(
+                JobSpec::script(["true"])
+                    .artifact(crate::job::ArtifactSpec::report("junit", ["r.xml"])),
+            )
             .unwrap();
         let plain = s.enqueue(JobSpec::script(["true"])).unwrap();
         let info = json!({"features": {"upload_multiple_artifacts": false}});
@@ -1063,7 +1138,10 @@ mod tests {
         let (_, token) = s.add_runner(&RunnerSpec::created());
         let id = s.enqueue(JobSpec::script(["true"])).unwrap();
         let info = json!({"features": {"two_phase_job_commit": true}});
-        assert!(matches!(s.request_job(&request(&token, &info), None), JobRequestOutcome::Job { .. }));
+        assert!(matches!(
+            s.request_job(&request(&token, &info), None),
+            JobRequestOutcome::Job { .. }
+        ));
         assert!(s.snapshot(id).unwrap().awaiting_ack);
         let deadline = s.next_deadline().unwrap();
         assert!(s.sweep(deadline));
@@ -1071,7 +1149,10 @@ mod tests {
         assert!(!snap.awaiting_ack && snap.status == JobStatus::Pending && snap.manager.is_none());
 
         let plain = json!({"features": {}});
-        assert!(matches!(s.request_job(&request(&token, &plain), None), JobRequestOutcome::Job { .. }));
+        assert!(matches!(
+            s.request_job(&request(&token, &plain), None),
+            JobRequestOutcome::Job { .. }
+        ));
         assert_eq!(s.snapshot(id).unwrap().status, JobStatus::Running);
         let deadline = s.next_deadline().unwrap();
         assert!(s.sweep(deadline));

@@ -35,7 +35,11 @@ pub(crate) fn queue_value() -> String {
 /// Replace every occurrence of each secret in `data` with `x` of the same length, as GitLab's
 /// `MaskSecret` does for the job token and the project's registration token. Offsets are unchanged.
 pub(crate) fn mask_in_place(data: &mut [u8], secrets: &[&str]) {
-    for secret in secrets.iter().map(|s| s.as_bytes()).filter(|s| !s.is_empty()) {
+    for secret in secrets
+        .iter()
+        .map(|s| s.as_bytes())
+        .filter(|s| !s.is_empty())
+    {
         let mut i = 0;
         while i + secret.len() <= data.len() {
             if &data[i..i + secret.len()] == secret {
@@ -55,11 +59,17 @@ mod tests {
 
     #[test]
     fn generated_tokens_have_gitlab_shapes() {
-        assert_eq!(TokenKind::classify(&registration_token()), TokenKind::Registration);
+        assert_eq!(
+            TokenKind::classify(&registration_token()),
+            TokenKind::Registration
+        );
         assert_eq!(TokenKind::classify(&job_token()), TokenKind::Job);
         let q = queue_value();
         assert_eq!(q.len(), 32);
-        assert!(q.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(
+            q.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
         assert_ne!(queue_value(), q);
     }
 

@@ -18,14 +18,8 @@ pub(super) async fn upload(
     RawQuery(query): RawQuery,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Response {
-    let id = match job_id(&raw_id) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    let p = match params(&HeaderMap::new(), query.as_deref(), &[]) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let id = or_refuse!(job_id(&raw_id));
+    let p = or_refuse!(params(&HeaderMap::new(), query.as_deref(), &[]));
     let token = job_token(&p, &headers);
     // Uploads authenticate the job but, as in GitLab, do not count as runner contact.
     if let Err(f) = shared.update(|s| s.authenticate_job(id, token, None, false)) {
@@ -41,14 +35,24 @@ pub(super) async fn upload(
         let field = match multipart.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid multipart body: {e}")),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("invalid multipart body: {e}"),
+                );
+            }
         };
         let name = field.name().unwrap_or_default().to_owned();
         if name == "file" {
             let filename = field.file_name().unwrap_or("artifacts.zip").to_owned();
             match field.bytes().await {
                 Ok(data) => file = Some((filename, data)),
-                Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid multipart body: {e}")),
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("invalid multipart body: {e}"),
+                    );
+                }
             }
         } else if let Ok(value) = field.text().await {
             fields.push((name, value));
@@ -60,7 +64,12 @@ pub(super) async fn upload(
     let param = |key: &str| {
         p.str(key)
             .map(str::to_owned)
-            .or_else(|| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()))
+            .or_else(|| {
+                fields
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.clone())
+            })
             .filter(|v| !v.is_empty())
     };
     let artifact = NewArtifact {
@@ -96,20 +105,17 @@ pub(super) async fn download(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let id = match job_id(&raw_id) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    let p = match params(&HeaderMap::new(), query.as_deref(), &[]) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let id = or_refuse!(job_id(&raw_id));
+    let p = or_refuse!(params(&HeaderMap::new(), query.as_deref(), &[]));
     let token = job_token(&p, &headers);
     match shared.read(|s| s.download_artifact(id, token)) {
         DownloadOutcome::Found { filename, data } => {
             let mut resp = (StatusCode::OK, data).into_response();
             let h = resp.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
             let disposition = format!("attachment; filename=\"{}\"", filename.replace('"', ""));
             if let Ok(v) = HeaderValue::from_str(&disposition) {
                 h.insert(header::CONTENT_DISPOSITION, v);

@@ -2,12 +2,14 @@
 //! `PATCH /jobs/:id/trace`.
 
 use super::{
-    BUILDS_POLLING, ConnInfo, JOB_STATUS, LAST_UPDATE, ReplyMeta, TRACE_INTERVAL, error, forbidden,
-    job_token, json_reply, message, params, runner_token, with_header, with_meta,
+    BUILDS_POLLING, ConnInfo, JOB_STATUS, LAST_UPDATE, Refusal, ReplyMeta, TRACE_INTERVAL, error,
+    forbidden, job_token, json_reply, message, params, runner_token, with_header, with_meta,
 };
 use crate::job::JobStatus;
 use crate::shared::Shared;
-use crate::state::{JobForbidden, JobRequestOutcome, JobRequestParams, TraceOutcome, UpdateOutcome, UpdateParams};
+use crate::state::{
+    JobForbidden, JobRequestOutcome, JobRequestParams, TraceOutcome, UpdateOutcome, UpdateParams,
+};
 use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
@@ -18,9 +20,9 @@ use serde_json::Value;
 use std::sync::Arc;
 
 /// A job id from the path, or Grape's 400 for a non-integer.
-pub(super) fn job_id(raw: &str) -> Result<i64, Response> {
+pub(super) fn job_id(raw: &str) -> Result<i64, Refusal> {
     raw.parse()
-        .map_err(|_| error(StatusCode::BAD_REQUEST, "id is invalid"))
+        .map_err(|_| Refusal::BadRequest("id is invalid".to_owned()))
 }
 
 /// GitLab's 403 for job endpoints, with `Job-Status` when the token fits but the job is not executing.
@@ -48,7 +50,8 @@ impl HeldPoll {
 
 impl Drop for HeldPoll {
     fn drop(&mut self) {
-        self.0.update(|s| s.held_polls = s.held_polls.saturating_sub(1));
+        self.0
+            .update(|s| s.held_polls = s.held_polls.saturating_sub(1));
     }
 }
 
@@ -78,10 +81,7 @@ async fn request_inner(
     body: &[u8],
     long_poll: Option<std::time::Duration>,
 ) -> Response {
-    let p = match params(headers, query, body) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let p = or_refuse!(params(headers, query, body));
 
     // Workhorse: only a JSON body carrying both `token` and `last_update` is held, and only while the
     // runner's queue cursor still equals `last_update`.
@@ -107,10 +107,7 @@ async fn request_inner(
         );
     }
 
-    let token = match runner_token(&p, headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let token = or_refuse!(runner_token(&p, headers));
     let session_url = p
         .get("session")
         .and_then(|s| s.get("url"))
@@ -126,9 +123,11 @@ async fn request_inner(
     };
     match shared.update(|s| s.request_job(&req, Some(conn.peer.ip()))) {
         JobRequestOutcome::Forbidden => forbidden(),
-        JobRequestOutcome::NoJob { last_update } => {
-            with_header(StatusCode::NO_CONTENT.into_response(), LAST_UPDATE, &last_update)
-        }
+        JobRequestOutcome::NoJob { last_update } => with_header(
+            StatusCode::NO_CONTENT.into_response(),
+            LAST_UPDATE,
+            &last_update,
+        ),
         JobRequestOutcome::Job { payload } => json_reply(StatusCode::CREATED, &payload),
     }
 }
@@ -142,14 +141,8 @@ pub(super) async fn update(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    let id = match job_id(&raw_id) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    let p = match params(&headers, query.as_deref(), &body) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let id = or_refuse!(job_id(&raw_id));
+    let p = or_refuse!(params(&headers, query.as_deref(), &body));
     let Some(token) = job_token(&p, &headers) else {
         return error(StatusCode::BAD_REQUEST, "token is missing");
     };
@@ -162,7 +155,9 @@ pub(super) async fn update(
             .and_then(|o| o.get("checksum"))
             .and_then(Value::as_str)
             .or_else(|| p.str("checksum")),
-        bytesize: output.and_then(|o| o.get("bytesize")).and_then(Value::as_u64),
+        bytesize: output
+            .and_then(|o| o.get("bytesize"))
+            .and_then(Value::as_u64),
     };
     let result = shared.update(|s| {
         s.authenticate_job(id, Some(token), Some(conn.peer.ip()), true)?;
@@ -179,7 +174,9 @@ pub(super) async fn update(
             TRACE_INTERVAL,
             &interval.to_string(),
         ),
-        UpdateOutcome::TraceInvalid(status) => status_text(StatusCode::PRECONDITION_FAILED, "412", status),
+        UpdateOutcome::TraceInvalid(status) => {
+            status_text(StatusCode::PRECONDITION_FAILED, "412", status)
+        }
         UpdateOutcome::BadRequest(status) => status_text(StatusCode::BAD_REQUEST, "400", status),
         UpdateOutcome::Conflict(status) => status_text(StatusCode::CONFLICT, "409", status),
     };
@@ -201,15 +198,9 @@ pub(super) async fn trace(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    let id = match job_id(&raw_id) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
+    let id = or_refuse!(job_id(&raw_id));
     // The body is the trace itself, never parameters.
-    let p = match params(&HeaderMap::new(), query.as_deref(), &[]) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let p = or_refuse!(params(&HeaderMap::new(), query.as_deref(), &[]));
     let token = job_token(&p, &headers);
     let range = headers.get(CONTENT_RANGE).and_then(|v| v.to_str().ok());
     let result = shared.update(|s| {
@@ -235,12 +226,19 @@ pub(super) async fn trace(
             resp
         }
         TraceOutcome::RangeMismatch { len } => with_header(
-            error(StatusCode::RANGE_NOT_SATISFIABLE, "416 Range Not Satisfiable"),
+            error(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "416 Range Not Satisfiable",
+            ),
             http::header::RANGE,
             &format!("0-{len}"),
         ),
-        TraceOutcome::MissingRange => error(StatusCode::BAD_REQUEST, "400 Missing header Content-Range"),
-        TraceOutcome::BadRange => error(StatusCode::BAD_REQUEST, "400 Invalid header Content-Range"),
+        TraceOutcome::MissingRange => {
+            error(StatusCode::BAD_REQUEST, "400 Missing header Content-Range")
+        }
+        TraceOutcome::BadRange => {
+            error(StatusCode::BAD_REQUEST, "400 Invalid header Content-Range")
+        }
         TraceOutcome::TooLarge => with_header(
             error(StatusCode::FORBIDDEN, "403 Forbidden"),
             JOB_STATUS,

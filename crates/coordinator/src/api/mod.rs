@@ -1,6 +1,16 @@
 //! The runner API under `/api/v4` (GitLab's Grape endpoints and Workhorse's long polling), plus the
 //! gate every request passes: body buffering, fault injection and the request log.
 
+/// The value of a `Result`, or return its refusal as the response.
+macro_rules! or_refuse {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(refusal) => return axum::response::IntoResponse::into_response(refusal),
+        }
+    };
+}
+
 mod artifacts;
 mod jobs;
 mod runners;
@@ -27,7 +37,8 @@ use tokio::time::Instant;
 
 pub(crate) const JOB_STATUS: HeaderName = HeaderName::from_static("job-status");
 pub(crate) const LAST_UPDATE: HeaderName = HeaderName::from_static("x-gitlab-last-update");
-pub(crate) const TRACE_INTERVAL: HeaderName = HeaderName::from_static("x-gitlab-trace-update-interval");
+pub(crate) const TRACE_INTERVAL: HeaderName =
+    HeaderName::from_static("x-gitlab-trace-update-interval");
 pub(crate) const BUILDS_POLLING: HeaderName = HeaderName::from_static("gitlab-ci-builds-polling");
 const RUNNER_TOKEN: HeaderName = HeaderName::from_static("runner-token");
 const JOB_TOKEN: HeaderName = HeaderName::from_static("job-token");
@@ -50,10 +61,16 @@ pub(crate) struct ReplyMeta {
 /// The runner API routes (the gate is added by the server around these and the admin routes).
 pub(crate) fn routes(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/api/v4/runners", post(runners::register).delete(runners::delete))
+        .route(
+            "/api/v4/runners",
+            post(runners::register).delete(runners::delete),
+        )
         .route("/api/v4/runners/verify", post(runners::verify))
         .route("/api/v4/runners/managers", delete(runners::delete_manager))
-        .route("/api/v4/runners/reset_authentication_token", post(runners::reset_token))
+        .route(
+            "/api/v4/runners/reset_authentication_token",
+            post(runners::reset_token),
+        )
         .route("/api/v4/jobs/request", post(jobs::request))
         .route("/api/v4/jobs/{id}", put(jobs::update))
         .route("/api/v4/jobs/{id}/trace", patch(jobs::trace))
@@ -104,7 +121,12 @@ fn carried_token(
     }
     [JOB_TOKEN, RUNNER_TOKEN, PRIVATE_TOKEN]
         .iter()
-        .find_map(|h| headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_owned))
+        .find_map(|h| {
+            headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
 }
 
 /// Every request passes here: read the body (bounded), apply gate faults, run the endpoint, log.
@@ -147,11 +169,20 @@ pub(crate) async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: 
         Ok(b) => b,
         Err(_) => {
             record(Some(413), None, limit, ReplyMeta::default());
-            return message(StatusCode::PAYLOAD_TOO_LARGE, "413 Request Entity Too Large");
+            return message(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "413 Request Entity Too Large",
+            );
         }
     };
     let content_type = header_str(&parts.headers, CONTENT_TYPE);
-    let token = carried_token(endpoint, &parts.headers, parts.uri.query(), content_type, &bytes);
+    let token = carried_token(
+        endpoint,
+        &parts.headers,
+        parts.uri.query(),
+        content_type,
+        &bytes,
+    );
 
     let mut meta = ReplyMeta::default();
     let action = if logged {
@@ -162,13 +193,20 @@ pub(crate) async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: 
     if let Some(action) = action {
         meta.fault = Some(action.describe());
         match action {
-            Action::Respond { status, headers, body } => {
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            Action::Respond {
+                status,
+                headers,
+                body,
+            } => {
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 let mut resp = (status, body).into_response();
                 let h = resp.headers_mut();
                 h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 for (name, value) in headers {
-                    if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+                    if let (Ok(n), Ok(v)) =
+                        (HeaderName::try_from(name), HeaderValue::try_from(value))
+                    {
                         h.insert(n, v);
                     }
                 }
@@ -192,12 +230,19 @@ pub(crate) async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: 
     }
 
     let body_size = bytes.len();
-    let resp = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let resp = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
     if let Some(m) = resp.extensions().get::<ReplyMeta>() {
         meta.long_polled = m.long_polled;
         meta.fault = m.fault.clone().or(meta.fault);
     }
-    record(Some(resp.status().as_u16()), token.as_deref(), body_size, meta);
+    record(
+        Some(resp.status().as_u16()),
+        token.as_deref(),
+        body_size,
+        meta,
+    );
     resp
 }
 
@@ -217,7 +262,11 @@ pub(crate) struct Params {
 pub(crate) struct BadBody(String);
 
 impl Params {
-    pub(crate) fn parse(query: Option<&str>, content_type: Option<&str>, body: &[u8]) -> Result<Self, BadBody> {
+    pub(crate) fn parse(
+        query: Option<&str>,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<Self, BadBody> {
         let mut map = Map::new();
         if let Some(q) = query {
             for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
@@ -275,7 +324,11 @@ impl Params {
     /// A list given as an array or a comma-separated string.
     pub(crate) fn list(&self, key: &str) -> Vec<String> {
         match self.get(key) {
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
             Some(Value::String(s)) => s
                 .split(',')
                 .map(str::trim)
@@ -287,10 +340,34 @@ impl Params {
     }
 }
 
-/// Parse the parameters of a request or answer 400 as Grape does for a malformed body.
-pub(crate) fn params(headers: &HeaderMap, query: Option<&str>, body: &[u8]) -> Result<Params, Response> {
+/// A request refused before the endpoint's own rules apply.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refusal {
+    /// 400 `{"error": …}`, as Grape answers a missing or malformed parameter.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 403 `{"message":"403 Forbidden"}`.
+    #[error("403 Forbidden")]
+    Forbidden,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Self::BadRequest(msg) => error(StatusCode::BAD_REQUEST, &msg),
+            Self::Forbidden => forbidden(),
+        }
+    }
+}
+
+/// Parse the parameters of a request (400 for a malformed body, as Grape answers).
+pub(crate) fn params(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<Params, Refusal> {
     Params::parse(query, header_str(headers, CONTENT_TYPE), body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, &e.to_string()))
+        .map_err(|e| Refusal::BadRequest(e.to_string()))
 }
 
 /// `{"message": "<msg>"}`: GitLab's `forbidden!`, `not_found!`, `conflict!` bodies.
@@ -338,12 +415,12 @@ pub(crate) fn forbidden() -> Response {
 
 /// The runner token of a runner endpoint: the `token` parameter (400 when missing), which must equal
 /// the `Runner-Token` header when that is sent too (403 otherwise).
-pub(crate) fn runner_token<'a>(p: &'a Params, headers: &HeaderMap) -> Result<&'a str, Response> {
+pub(crate) fn runner_token<'a>(p: &'a Params, headers: &HeaderMap) -> Result<&'a str, Refusal> {
     let Some(token) = p.str("token") else {
-        return Err(error(StatusCode::BAD_REQUEST, "token is missing"));
+        return Err(Refusal::BadRequest("token is missing".to_owned()));
     };
     match header_str(headers, RUNNER_TOKEN) {
-        Some(h) if h != token => Err(forbidden()),
+        Some(h) if h != token => Err(Refusal::Forbidden),
         _ => Ok(token),
     }
 }
@@ -369,7 +446,12 @@ mod tests {
         assert_eq!(p.str("artifact_type"), Some("junit"));
         assert_eq!(p.int("n"), Some(5));
         assert_eq!(p.list("tags"), ["a", "b"]);
-        let form = Params::parse(None, Some("application/x-www-form-urlencoded"), b"token=f&paused=true").unwrap();
+        let form = Params::parse(
+            None,
+            Some("application/x-www-form-urlencoded"),
+            b"token=f&paused=true",
+        )
+        .unwrap();
         assert_eq!(form.str("token"), Some("f"));
         assert_eq!(form.bool("paused"), Some(true));
         assert!(Params::parse(None, Some("application/json"), b"{not json").is_err());

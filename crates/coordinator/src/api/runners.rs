@@ -1,6 +1,8 @@
 //! Runner lifecycle endpoints: register, verify, delete, delete manager, reset token.
 
-use super::{ConnInfo, Params, error, forbidden, json_reply, message, params, runner_token};
+use super::{
+    ConnInfo, Params, Refusal, error, forbidden, json_reply, message, params, runner_token,
+};
 use crate::runner::RunnerSpec;
 use crate::shared::Shared;
 use crate::state::{DeleteManagerOutcome, RegisterOutcome, RunnerDetails};
@@ -16,7 +18,7 @@ fn details_json(d: &RunnerDetails) -> serde_json::Value {
     json!({"id": d.id, "token": d.token, "token_expires_at": d.token_expires_at})
 }
 
-fn parse(headers: &HeaderMap, query: Option<String>, body: &Bytes) -> Result<Params, Response> {
+fn parse(headers: &HeaderMap, query: Option<String>, body: &Bytes) -> Result<Params, Refusal> {
     params(headers, query.as_deref(), body)
 }
 
@@ -27,14 +29,8 @@ pub(super) async fn register(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    let p = match parse(&headers, query, &body) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let token = match runner_token(&p, &headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let p = or_refuse!(parse(&headers, query, &body));
+    let token = or_refuse!(runner_token(&p, &headers));
     let paused = p.bool("paused").or_else(|| p.bool("active").map(|a| !a));
     let spec = RunnerSpec {
         description: p.str("description").unwrap_or_default().to_owned(),
@@ -46,7 +42,10 @@ pub(super) async fn register(
     match shared.update(|s| s.register_runner(token, &spec)) {
         RegisterOutcome::Created(d) => json_reply(StatusCode::CREATED, &details_json(&d)),
         RegisterOutcome::Forbidden => forbidden(),
-        RegisterOutcome::Gone => message(StatusCode::GONE, "410 Gone - runner registration disallowed"),
+        RegisterOutcome::Gone => message(
+            StatusCode::GONE,
+            "410 Gone - runner registration disallowed",
+        ),
     }
 }
 
@@ -58,14 +57,8 @@ pub(super) async fn verify(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    let p = match parse(&headers, query, &body) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let token = match runner_token(&p, &headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let p = or_refuse!(parse(&headers, query, &body));
+    let token = or_refuse!(runner_token(&p, &headers));
     let system_id = p.str("system_id");
     let info = p.get("info");
     match shared.update(|s| s.verify_runner(token, system_id, info, Some(conn.peer.ip()))) {
@@ -81,14 +74,8 @@ pub(super) async fn delete(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    let p = match parse(&headers, query, &body) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let token = match runner_token(&p, &headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let p = or_refuse!(parse(&headers, query, &body));
+    let token = or_refuse!(runner_token(&p, &headers));
     if shared.update(|s| s.delete_runner(token)) {
         StatusCode::NO_CONTENT.into_response()
     } else {
@@ -103,21 +90,17 @@ pub(super) async fn delete_manager(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    let p = match parse(&headers, query, &body) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let token = match runner_token(&p, &headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let p = or_refuse!(parse(&headers, query, &body));
+    let token = or_refuse!(runner_token(&p, &headers));
     let Some(system_id) = p.str("system_id") else {
         return error(StatusCode::BAD_REQUEST, "system_id is missing");
     };
     match shared.update(|s| s.delete_manager(token, system_id)) {
         DeleteManagerOutcome::Deleted => StatusCode::NO_CONTENT.into_response(),
         DeleteManagerOutcome::Forbidden => forbidden(),
-        DeleteManagerOutcome::NotFound => message(StatusCode::NOT_FOUND, "404 Runner manager Not Found"),
+        DeleteManagerOutcome::NotFound => {
+            message(StatusCode::NOT_FOUND, "404 Runner manager Not Found")
+        }
     }
 }
 
@@ -129,14 +112,8 @@ pub(super) async fn reset_token(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    let p = match parse(&headers, query, &body) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let token = match runner_token(&p, &headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let p = or_refuse!(parse(&headers, query, &body));
+    let token = or_refuse!(runner_token(&p, &headers));
     match shared.update(|s| s.reset_token(token, Some(conn.peer.ip()))) {
         Some(d) => json_reply(
             StatusCode::CREATED,
