@@ -43,7 +43,8 @@ pub struct RunnerSpec {
     pub maximum_timeout: Option<u64>,
     /// The token expires this many seconds from now (expired = unknown = 403).
     pub expires_in: Option<u64>,
-    /// Use this token instead of a generated one (it must be unique).
+    /// Use this token instead of a generated one. It must be unused; a token already in use is ignored
+    /// and a generated one returned instead.
     pub token: Option<Secret>,
 }
 

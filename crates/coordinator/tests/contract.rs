@@ -1144,3 +1144,29 @@ async fn detail_10_liveness_and_limits() {
         Some("no_updates_running")
     );
 }
+
+#[tokio::test]
+async fn debug_output_never_shows_tokens() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    let c = start(Options::default()).await;
+    send_sync(&c);
+    let http = http();
+    let runner = c.add_runner(RunnerSpec::created());
+    let id = c.enqueue(JobSpec::script(["true"])).unwrap();
+    let job = take_job(&http, &c, runner.token.expose(), ALL).await;
+    let jt = job_token(&job);
+    let shown = format!(
+        "{runner:?} {:?} {:?} {:?} {c:?}",
+        c.job(id),
+        c.runners(),
+        c.requests()
+    );
+    assert!(!shown.contains(runner.token.expose()), "{shown}");
+    assert!(!shown.contains(&jt), "{shown}");
+    assert!(shown.contains("[REDACTED]"));
+    let err = c
+        .wait_for(id, |_| false, Duration::from_millis(10))
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains(&jt) && err.to_string().contains("timed out"));
+}
