@@ -1040,7 +1040,7 @@ async fn detail_9_feature_gating() {
 
 #[tokio::test]
 async fn detail_9_two_phase_commit() {
-    let c = start(Options::default().ack_window(Duration::from_millis(300))).await;
+    let c = start(Options::default()).await;
     let http = http();
     let runner = c.add_runner(RunnerSpec::created());
     let token = runner.token.expose();
@@ -1060,6 +1060,13 @@ async fn detail_9_two_phase_commit() {
         204,
         "reserved"
     );
+    let r = patch(&http, &c, id, &jt, Some("0-0"), b"x").await;
+    assert_eq!(
+        r.status(),
+        202,
+        "a job awaiting its acknowledgement takes trace"
+    );
+    assert_eq!(header(&r, "Job-Status").as_deref(), Some("pending"));
 
     let r = put(&http, &c, id, &jt, json!({"state": "pending"})).await;
     assert_eq!(r.status(), 200, "keep-alive");
@@ -1070,26 +1077,36 @@ async fn detail_9_two_phase_commit() {
     assert!(c.job(id).unwrap().started_at.is_some());
     let r = put(&http, &c, id, &jt, json!({"state": "pending"})).await;
     assert_eq!(r.status(), 409, "already running");
+}
 
-    // Without an acknowledgement the job goes back to the queue when the window closes.
-    let id2 = c.enqueue(JobSpec::script(["true"])).unwrap();
+#[tokio::test]
+async fn detail_9_unacknowledged_job_returns_to_the_queue() {
+    let c = start(Options::default().ack_window(Duration::from_millis(200))).await;
+    let http = http();
+    let runner = c.add_runner(RunnerSpec::created());
+    let token = runner.token.expose();
+    let mut features = ALL.to_vec();
+    features.push("two_phase_job_commit");
+
+    let id = c.enqueue(JobSpec::script(["true"])).unwrap();
     let first = take_job(&http, &c, token, &features).await;
-    assert_eq!(job_id(&first), id2);
-    let back = c.wait_for(id2, |j| !j.awaiting_ack, WAIT).await.unwrap();
+    assert_eq!(job_id(&first), id);
+    let back = c.wait_for(id, |j| !j.awaiting_ack, WAIT).await.unwrap();
     assert_eq!(back.status, JobStatus::Pending);
     assert!(back.manager.is_none());
     let r = put(
         &http,
         &c,
-        id2,
+        id,
         &job_token(&first),
         json!({"state": "running"}),
     )
     .await;
     assert_eq!(r.status(), 403, "the window closed");
+    assert_eq!(header(&r, "Job-Status").as_deref(), Some("pending"));
     let again = take_job(&http, &c, token, ALL).await;
-    assert_eq!(job_id(&again), id2, "handed out again");
-    assert_eq!(c.job(id2).unwrap().status, JobStatus::Running);
+    assert_eq!(job_id(&again), id, "handed out again");
+    assert_eq!(c.job(id).unwrap().status, JobStatus::Running);
 }
 
 // 10 -----------------------------------------------------------------------------------------------
