@@ -142,9 +142,17 @@ fn type_error(map: &SourceMap<'_>, file: &Path, e: &toml::de::Error) -> ConfigEr
             Segment::Index(_) => None,
         })
         .unwrap_or("the key");
-    let fix = match &expected {
-        Some(x) => format!("write `{leaf}` as {x}, as in gitlab-runner's config.toml reference"),
-        None => format!("correct the value of `{leaf}`"),
+    let example = match expected.as_deref() {
+        Some("an integer") => Some("10"),
+        Some("a number") => Some("0.5"),
+        Some(x) if x.starts_with("a boolean") => Some("true"),
+        Some("a string") => Some("\"…\""),
+        _ => None,
+    };
+    let fix = match (&expected, example) {
+        (Some(x), Some(ex)) => format!("write `{leaf}` as {x}, e.g. `{leaf} = {ex}`"),
+        (Some(x), None) => format!("write `{leaf}` as {x}"),
+        (None, _) => format!("correct the value of `{leaf}`"),
     };
     let at = if span.is_empty() && span.start == 0 {
         Location {
