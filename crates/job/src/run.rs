@@ -614,6 +614,8 @@ impl JobRun<'_> {
                 }
             }
         };
+        // Job output may end mid-way through what could be a secret; release it before the next line.
+        self.log.0.finish();
         self.log.section_end(&stage.name);
         end
     }
