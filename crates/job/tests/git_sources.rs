@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use common::*;
 use glrunner_job::JobOutcome;
-use glrunner_protocol::{GitInfo, JobResponse, RefType};
+use glrunner_protocol::{GitInfo, Hook, JobResponse, RefType};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -117,6 +117,55 @@ async fn clone_strategy_starts_from_scratch_and_clean_removes_untracked_files() 
     assert!(
         !project.join("untracked.txt").exists(),
         "git clean -ffdx ran"
+    );
+
+    let mut empty = with_var(git_job(&url, &shas[2], 0), "GIT_STRATEGY", "empty");
+    empty.steps[0].script = vec!["ls -A | wc -l".into()];
+    let (outcome, trace) = run(empty, ctx(dir.path())).await;
+    assert_eq!(outcome, JobOutcome::Success, "{trace}");
+    assert!(trace.contains("Skipping Git repository setup and creating an empty build directory"));
+    assert!(
+        trace.contains("\n0\n"),
+        "the project dir is empty:\n{trace}"
+    );
+}
+
+#[tokio::test]
+async fn get_sources_hooks_run_in_order_and_checkout_can_be_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let shas = make_repo(dir.path());
+    let url = format!("file://{}/origin.git", dir.path().display());
+    let mut c = ctx(dir.path());
+    c.pre_get_sources_script = Some("echo config-pre".into());
+    c.post_get_sources_script = Some("echo config-post".into());
+    let mut j = with_var(git_job(&url, &shas[2], 0), "GIT_CHECKOUT", "false");
+    j.steps[0].script = vec!["ls -A".into()];
+    j.hooks = vec![
+        Hook {
+            name: "pre_get_sources_script".into(),
+            script: vec!["echo job-pre".into()],
+        },
+        Hook {
+            name: "post_get_sources_script".into(),
+            script: vec!["echo job-post".into()],
+        },
+    ];
+    let (outcome, trace) = run(j, c).await;
+    assert_eq!(outcome, JobOutcome::Success, "{trace}");
+    let order: Vec<&str> = trace
+        .lines()
+        .filter(|l| l.ends_with("-pre") || l.ends_with("-post"))
+        .filter(|l| !l.contains('$'))
+        .collect();
+    assert_eq!(
+        order,
+        ["config-pre", "job-pre", "job-post", "config-post"],
+        "{trace}"
+    );
+    assert!(trace.contains("Skipping Git checkout"), "{trace}");
+    assert!(
+        !trace.contains("file.txt"),
+        "nothing was checked out:\n{trace}"
     );
 }
 

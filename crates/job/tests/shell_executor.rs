@@ -393,3 +393,63 @@ async fn variables_reach_the_script_expanded_in_order() {
         "config.toml wins over the job: {trace}"
     );
 }
+
+#[tokio::test]
+async fn debug_trace_shows_commands_with_secrets_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = with_var(
+        job(&["echo \"$MY_SECRET\" > /dev/null"]),
+        "CI_DEBUG_TRACE",
+        "true",
+    );
+    j.variables.push(JobVariable {
+        masked: true,
+        ..JobVariable::new("MY_SECRET", "hunter2-very-secret")
+    });
+    let (outcome, trace) = run(j.clone(), ctx(dir.path())).await;
+    assert_eq!(outcome, JobOutcome::Success, "{trace}");
+    assert!(
+        trace.contains("+ echo [MASKED]\n"),
+        "bash xtrace is on:\n{trace}"
+    );
+    assert!(!trace.contains("hunter2-very-secret"));
+
+    let mut c = ctx(dir.path());
+    c.debug_trace_disabled = true;
+    let (outcome, trace) = run(j, c).await;
+    assert_eq!(outcome, JobOutcome::Success, "{trace}");
+    assert!(
+        trace.contains("WARNING: CI_DEBUG_TRACE: usage is disabled on this runner"),
+        "{trace}"
+    );
+    assert!(!trace.contains("+ echo"), "{trace}");
+}
+
+#[tokio::test]
+async fn build_hooks_wrap_every_user_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ctx(dir.path());
+    c.pre_build_script = Some("echo pre-build".into());
+    c.post_build_script = Some("echo post-build".into());
+    let mut j = with_after_script(job(&["echo main"]), &["echo after"]);
+    j.steps.insert(1, step(STEP_RELEASE, &["echo release"]));
+    let (outcome, trace) = run(j, c).await;
+    assert_eq!(outcome, JobOutcome::Success, "{trace}");
+    let order: Vec<&str> = trace
+        .lines()
+        .filter(|l| ["pre-build", "post-build", "main", "release", "after"].contains(l))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "pre-build",
+            "main",
+            "post-build",
+            "pre-build",
+            "release",
+            "post-build",
+            "after"
+        ],
+        "{trace}"
+    );
+}
