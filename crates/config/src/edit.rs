@@ -101,14 +101,14 @@ impl ConfigEditor {
     }
 
     /// Appends a `[[runners]]` entry written from `runner`, indented like gitlab-runner writes it.
-    /// A token read from `token_file` is not written.
+    /// With `token_file` set, `token` (the file's contents after loading) is not written.
     pub fn add_runner(&mut self, runner: &RunnerConfig) -> Result<(), EditError> {
         #[derive(Serialize)]
         struct Wrapper<'a> {
             runners: [&'a RunnerConfig; 1],
         }
         let mut runner = runner.clone();
-        if runner.token_from_file {
+        if runner.token_file.is_some() {
             runner.token = None;
         }
         let text =

@@ -489,7 +489,6 @@ impl Loader<'_, '_> {
             }
             runner.token = Some(Secret::new(token.to_owned()));
             runner.token_file = Some(resolved);
-            runner.token_from_file = true;
         }
 
         // TLS client certificate comes as a pair.

@@ -91,10 +91,6 @@ pub struct RunnerConfig {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub feature_flags: BTreeMap<String, bool>,
     pub kubernetes: Option<KubernetesConfig>,
-
-    /// Set when `token` was read from `token_file`, so writing the entry back never inlines it.
-    #[serde(skip)]
-    pub(crate) token_from_file: bool,
 }
 
 /// The executors glrunner runs.
@@ -142,9 +138,9 @@ impl RunnerConfig {
         self.token.as_ref().filter(|t| !t.is_empty())
     }
 
-    /// Whether the token came from `token_file`.
+    /// Whether the token comes from `token_file` (after loading, `token` holds the file's contents).
     pub fn token_from_file(&self) -> bool {
-        self.token_from_file
+        self.token_file.is_some()
     }
 
     /// The executor; always `Some` for a loaded config (validation refuses others).

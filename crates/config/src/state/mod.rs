@@ -243,11 +243,11 @@ fn resolve_dir(
     for (dir, source, create) in candidates {
         match usable_dir(&dir, create) {
             Ok(()) => {
-                if let Some(first) = tried.first().filter(|_| opts.explicit_dir.is_some()) {
+                if !tried.is_empty() {
                     warnings.push(StateWarning {
-                        message: format!("the configured state directory is not usable; using {} instead", dir.display()),
-                        cause: first.clone(),
-                        fix: "make the configured state_dir writable by this user, or point state_dir at a writable volume".to_owned(),
+                        message: format!("keeping state in {}", dir.display()),
+                        cause: format!("{} (tried first)", tried.join("; ")),
+                        fix: "choose the place explicitly: set state_dir in config.toml (or --state-dir / GLRUNNER_STATE_DIR) to a writable volume, e.g. state_dir = \"/var/lib/glrunner\" on an emptyDir or PVC".to_owned(),
                     });
                 }
                 return (StateLocation::Dir { path: dir, source }, tried);
@@ -276,6 +276,9 @@ fn usable_dir(dir: &Path, create: bool) -> Result<(), String> {
                 .mode(0o700)
                 .create(dir)
                 .map_err(|e| format!("cannot be created ({e})"))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            return Err("cannot be created (a parent is a file, not a directory)".to_owned());
         }
         Err(e) => return Err(format!("cannot be inspected ({e})")),
     }
