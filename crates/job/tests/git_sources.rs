@@ -170,13 +170,24 @@ async fn get_sources_hooks_run_in_order_and_checkout_can_be_skipped() {
 }
 
 #[tokio::test]
-async fn failed_fetch_fails_the_job_with_gits_exit_code() {
+async fn failed_fetch_is_retried_then_fails_the_job_with_gits_exit_code() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("file://{}/missing.git", dir.path().display());
-    let (outcome, trace) = run(git_job(&url, "0123456789abcdef", 0), ctx(dir.path())).await;
+    let j = with_var(
+        git_job(&url, "0123456789abcdef", 0),
+        "GET_SOURCES_ATTEMPTS",
+        "2",
+    );
+    let j = with_var(j, "FF_USE_EXPONENTIAL_BACKOFF_STAGE_RETRY", "false");
+    let (outcome, trace) = run(j, ctx(dir.path())).await;
     assert!(
         matches!(outcome, JobOutcome::Failed { exit_code: Some(c), .. } if c != 0),
         "{outcome:?}\n{trace}"
+    );
+    assert_eq!(
+        trace.matches("Getting source from Git repository").count(),
+        2,
+        "two attempts:\n{trace}"
     );
     assert!(
         !trace.contains("Executing \"step_script\""),
