@@ -60,7 +60,7 @@ pub struct RunnerEntry {
 }
 
 /// config.toml opened for editing.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConfigEditor {
     path: PathBuf,
     doc: DocumentMut,
@@ -205,6 +205,17 @@ impl ConfigEditor {
                 error,
             }
         })
+    }
+}
+
+// The document holds tokens, so Debug shows only where the file is and what it lists.
+impl std::fmt::Debug for ConfigEditor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigEditor")
+            .field("path", &self.path)
+            .field("created", &self.created)
+            .field("runners", &self.runners())
+            .finish()
     }
 }
 

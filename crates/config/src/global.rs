@@ -71,6 +71,30 @@ impl Config {
             .map_or(Duration::from_secs(900), |d| d.0)
     }
 
+    /// `listen_address` with gitlab-runner's default port 9252 added when it names only a host.
+    pub fn metrics_listen_address(&self) -> Option<String> {
+        let addr = self.listen_address.as_deref()?.trim();
+        if addr.is_empty() {
+            return None;
+        }
+        let has_port = match addr.rsplit_once(':') {
+            // `[::1]:9252`, `host:9252`, `:9252`; a bare IPv6 address has colons but no brackets.
+            Some((host, port)) => {
+                !port.is_empty()
+                    && port.bytes().all(|b| b.is_ascii_digit())
+                    && (host.starts_with('[') || !host.contains(':'))
+            }
+            None => false,
+        };
+        Some(if has_port {
+            addr.to_owned()
+        } else if addr.contains(':') && !addr.starts_with('[') {
+            format!("[{addr}]:9252")
+        } else {
+            format!("{addr}:9252")
+        })
+    }
+
     /// `log_format` (`runner` when unset).
     pub fn log_format(&self) -> LogFormat {
         self.log_format.unwrap_or(LogFormat::Runner)
@@ -112,11 +136,36 @@ pub struct SessionServer {
 }
 
 impl SessionServer {
+    /// `session_timeout` (30 min when unset or not positive).
     pub fn session_timeout(&self) -> Duration {
         Duration::from_secs(
             self.session_timeout
                 .filter(|n| *n > 0)
                 .map_or(1800, i64::unsigned_abs),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_address_gets_the_default_port() {
+        let addr = |a: &str| {
+            Config {
+                listen_address: Some(a.to_owned()),
+                ..Config::default()
+            }
+            .metrics_listen_address()
+        };
+        assert_eq!(addr("0.0.0.0").as_deref(), Some("0.0.0.0:9252"));
+        assert_eq!(addr("localhost:9300").as_deref(), Some("localhost:9300"));
+        assert_eq!(addr(":9252").as_deref(), Some(":9252"));
+        assert_eq!(addr("[::]:9300").as_deref(), Some("[::]:9300"));
+        assert_eq!(addr("[::1]").as_deref(), Some("[::1]:9252"));
+        assert_eq!(addr("::1").as_deref(), Some("[::1]:9252"));
+        assert_eq!(addr(" ").as_deref(), None);
+        assert_eq!(Config::default().metrics_listen_address(), None);
     }
 }

@@ -7,7 +7,7 @@ use crate::global::Config;
 use crate::runner::{ExecutorKind, OTHER_GITLAB_EXECUTORS, RunnerConfig};
 use crate::source::{Location, Segment, SourceMap, display_path, type_name};
 use crate::warning::{ConfigWarning, WarningKind, classify_ignored};
-use glrunner_protocol::Secret;
+use glrunner_protocol::{Secret, TokenKind};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -491,6 +491,18 @@ impl Loader<'_, '_> {
             runner.token_file = Some(resolved);
         }
 
+        if let Some(token) = runner.token() {
+            let kind = TokenKind::classify(token.expose());
+            if !kind.can_request_jobs() {
+                let path = if runner.token_file.is_some() {
+                    with(&base, &["token_file"])
+                } else {
+                    token_path
+                };
+                return Err(self.wrong_token_kind(&path, &who, kind));
+            }
+        }
+
         // TLS client certificate comes as a pair.
         if runner.tls_cert_file.is_some() != runner.tls_key_file.is_some() {
             let (set, missing) = if runner.tls_cert_file.is_some() {
@@ -525,6 +537,26 @@ impl Loader<'_, '_> {
             self.check_kubernetes(&with(&base, &["kubernetes"]), &who, k)?;
         }
         Ok(())
+    }
+
+    /// A token that can never take jobs (catalogue T1, T2): refused before GitLab answers 403 forever.
+    fn wrong_token_kind(&self, path: &[Segment], who: &str, kind: TokenKind) -> ConfigError {
+        let create = "create a runner in GitLab (Settings > CI/CD > Runners > New runner) and put its `glrt-…` token in `token` (or `token_file`)";
+        let fix = match kind {
+            TokenKind::Registration => format!(
+                "{create}, or exchange the registration token for a runner token with `glrunner register --url <url> --registration-token <token>`"
+            ),
+            _ => create.to_owned(),
+        };
+        self.invalid(
+            path,
+            format!("{who}: the token is a {}, not a runner authentication token", kind.describe()),
+            match kind {
+                TokenKind::Registration => "a registration token can only create runners; GitLab answers 403 Forbidden to every job request made with it",
+                _ => "only runner authentication tokens can request jobs; GitLab would answer 403 Forbidden",
+            },
+            fix,
+        )
     }
 
     fn check_executor(

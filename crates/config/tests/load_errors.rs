@@ -229,3 +229,46 @@ fn missing_file_says_how_to_create_one() {
     );
     assert!(text.contains("glrunner register"), "{text}");
 }
+
+#[test]
+fn tokens_that_cannot_take_jobs_are_refused_without_being_shown() {
+    let cases = [
+        (
+            "GR1348941aBcDeFgHiJkLmNoP",
+            "runner registration token",
+            "glrunner register",
+        ),
+        (
+            "glpat-AbCdEfGhIjKlMnOpQrSt",
+            "personal access token",
+            "glrt-",
+        ),
+        ("glcbt-64_AbCdEfGhIjKlMnOp", "CI/CD job token", "glrt-"),
+    ];
+    for (token, kind, fix) in cases {
+        let e = err(&format!(
+            "[[runners]]\n  name = \"r\"\n  url = \"https://gitlab.example.com\"\n  token = \"{token}\"\n  executor = \"shell\"\n"
+        ));
+        assert_eq!(at(&e), (4, 11), "{token}");
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("runner `r`: the token is a {kind}")),
+            "{text}"
+        );
+        assert!(text.contains("403"), "{text}");
+        assert!(text.contains(fix), "{text}");
+        assert!(!text.contains(token), "{text}");
+    }
+    // Runner authentication tokens of every generation load.
+    for token in [
+        "glrt-t1_abc",
+        "glrtr-abcdef",
+        "t2_abcdef",
+        "0123456789abcdef",
+    ] {
+        let text = format!(
+            "[[runners]]\n  url = \"https://g.example\"\n  token = \"{token}\"\n  executor = \"shell\"\n"
+        );
+        assert!(parse(&text).is_ok(), "{token}");
+    }
+}

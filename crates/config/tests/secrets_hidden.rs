@@ -31,3 +31,20 @@ fn debug_of_a_config_with_secrets_shows_none_of_them() {
     assert!(shown.contains("\"alpine:3.20\""));
     assert!(shown.contains("B=[REDACTED]"));
 }
+
+#[test]
+fn debug_of_the_editor_and_its_entries_shows_no_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("config.toml");
+    std::fs::write(
+        &path,
+        "[[runners]]\n  name = \"a\"\n  url = \"https://g.example\"\n  token = \"glrt-EditorSecret\"\n  executor = \"shell\"\n",
+    )
+    .unwrap();
+    let ed = glrunner_config::ConfigEditor::open(&path).unwrap();
+    let shown = format!("{ed:?}");
+    assert!(!shown.contains("glrt-EditorSecret"), "{shown}");
+    assert!(shown.contains("name: Some(\"a\")"), "{shown}");
+    // The rendered file is the one place the token must stay.
+    assert!(ed.render().contains("glrt-EditorSecret"));
+}
