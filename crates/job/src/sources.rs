@@ -48,10 +48,7 @@ impl Remote {
             .map(|c| c.trim_end_matches('/'))
             .filter(|c| !c.is_empty())
         {
-            let url = format!(
-                "{base}/{}.git",
-                job.job_info.project_full_path.trim_matches('/')
-            );
+            let url = format!("{base}/{}.git", crate::paths::project_path(job));
             return Self {
                 base: http_base(&url),
                 url,
