@@ -122,6 +122,8 @@ pub struct ShellExecutor {
     drain: Duration,
     work_dir: Option<PathBuf>,
     env_removed: Vec<String>,
+    /// Fixed paths instead of the builds-dir layout (`glrunner exec` runs in the project itself).
+    paths: Option<JobPaths>,
     prepared: Option<Prepared>,
 }
 
@@ -139,6 +141,7 @@ impl ShellExecutor {
             drain: DEFAULT_DRAIN_PERIOD,
             work_dir: None,
             env_removed: DEFAULT_ENV_REMOVED.iter().map(|s| s.to_string()).collect(),
+            paths: None,
             prepared: None,
         }
     }
@@ -162,6 +165,12 @@ impl ShellExecutor {
     }
 
     /// The directory the default builds dir (`<dir>/builds`) is in, instead of the current directory.
+    /// Run every job at these paths instead of under the builds dir.
+    pub fn with_paths(mut self, paths: JobPaths) -> Self {
+        self.paths = Some(paths);
+        self
+    }
+
     pub fn with_work_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.work_dir = Some(dir.into());
         self
@@ -365,6 +374,9 @@ impl Executor for ShellExecutor {
     }
 
     fn job_paths(&self, ctx: &RunnerContext, job: &JobResponse) -> Result<JobPaths, ExecutorError> {
+        if let Some(paths) = &self.paths {
+            return Ok(paths.clone());
+        }
         let dir = self.builds_dir(ctx)?;
         let dir_str = dir
             .to_str()
