@@ -9,7 +9,7 @@
 //! | POST | `/-/admin/runners/{id}/pause` | `{paused}` | `{paused}` |
 //! | POST | `/-/admin/registration_tokens` | `{token?}` | `{token}` |
 //! | PUT | `/-/admin/registration` | `{enabled}` | `{enabled}` |
-//! | GET / POST | `/-/admin/jobs` | `JobSpec` | snapshots / `{id}` |
+//! | GET / POST | `/-/admin/jobs` | `JobSpec` (for a served project, `"sha": ""` builds the ref's tip) | snapshots / `{id}` |
 //! | GET | `/-/admin/jobs/{id}` | | snapshot |
 //! | GET | `/-/admin/jobs/{id}/trace` | | stored trace bytes |
 //! | GET | `/-/admin/jobs/{id}/payload` | | payload as handed out |
@@ -17,9 +17,13 @@
 //! | GET | `/-/admin/jobs/{id}/wait` | `?timeout=30s&status=success` (default: finished) | snapshot, 408 on timeout |
 //! | POST | `/-/admin/jobs/{id}/cancel` | `{graceful?}` | `{status}` |
 //! | GET / POST / DELETE | `/-/admin/faults` | `Fault` | pending faults |
+//! | GET / POST | `/-/admin/projects` | `ProjectSpec` | projects / `{path, url, default_branch, head}` |
+//! | POST | `/-/admin/projects/commits` | `{project, branch, files: {path: text}, executables?, remove?, message?}` | `{sha}` |
+//! | POST | `/-/admin/projects/branches`, `/-/admin/projects/tags` | `{project, name, target}` | `{sha}` |
 //! | GET | `/-/admin/requests`, `/-/admin/counts` | | request log, counts |
 
 use crate::fault::Fault;
+use crate::git::{Project, ProjectSpec};
 use crate::job::{JobSpec, JobStatus};
 use crate::runner::RunnerSpec;
 use crate::server::wait_for_job;
@@ -57,6 +61,10 @@ pub(crate) fn routes(shared: Arc<Shared>) -> Router {
             "/-/admin/faults",
             get(faults).post(inject).delete(clear_faults),
         )
+        .route("/-/admin/projects", get(projects).post(add_project))
+        .route("/-/admin/projects/commits", post(commit))
+        .route("/-/admin/projects/branches", post(branch))
+        .route("/-/admin/projects/tags", post(tag))
         .route("/-/admin/requests", get(requests))
         .route("/-/admin/counts", get(counts))
         .with_state(shared)
@@ -73,6 +81,10 @@ enum AdminError {
     NotFound(&'static str),
     #[error("{0}")]
     Timeout(String),
+    #[error("{0}")]
+    Project(#[from] crate::error::ProjectError),
+    #[error("the git work was interrupted: {0}; fix: retry the request")]
+    Interrupted(String),
 }
 
 impl IntoResponse for AdminError {
@@ -81,6 +93,14 @@ impl IntoResponse for AdminError {
             Self::Body(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::Project(crate::error::ProjectError::Exists(_)) => StatusCode::CONFLICT,
+            Self::Project(
+                crate::error::ProjectError::InvalidPath { .. }
+                | crate::error::ProjectError::InvalidFilePath(_)
+                | crate::error::ProjectError::UnknownRevision { .. }
+                | crate::error::ProjectError::Directory { .. },
+            ) => StatusCode::BAD_REQUEST,
+            Self::Project(_) | Self::Interrupted(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, Json(json!({"error": self.to_string()}))).into_response()
     }
@@ -164,12 +184,113 @@ async fn jobs(State(shared): AdminState) -> Response {
     Json(all).into_response()
 }
 
+/// Run repository work (real git processes) off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, AdminError> + Send + 'static,
+) -> Result<T, AdminError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| AdminError::Interrupted(e.to_string()))?
+}
+
 async fn enqueue(State(shared): AdminState, raw: bytes::Bytes) -> Reply {
     let spec: JobSpec = body(&raw)?;
-    let id = shared
-        .update(|s| s.enqueue(spec))
-        .map_err(|e| AdminError::BadRequest(e.to_string()))?;
+    let id = blocking(move || {
+        crate::server::enqueue(&shared, spec).map_err(|e| AdminError::BadRequest(e.to_string()))
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
+}
+
+fn project_json(p: &Project) -> serde_json::Value {
+    json!({"path": p.path(), "url": p.url(), "default_branch": p.default_branch()})
+}
+
+async fn projects(State(shared): AdminState) -> Response {
+    let all: Vec<_> = shared
+        .read(|s| s.projects())
+        .iter()
+        .map(project_json)
+        .collect();
+    Json(all).into_response()
+}
+
+async fn add_project(State(shared): AdminState, raw: bytes::Bytes) -> Reply {
+    let spec: ProjectSpec = body(&raw)?;
+    let (project, head) = blocking(move || {
+        let project = crate::server::add_project(&shared, &spec)?;
+        let head = project.rev_parse(project.default_branch()).ok();
+        Ok((project, head))
+    })
+    .await?;
+    let mut out = project_json(&project);
+    out["head"] = json!(head);
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+fn served(shared: &Shared, path: &str) -> Result<Project, AdminError> {
+    shared
+        .read(|s| s.project(path))
+        .ok_or(AdminError::NotFound("project"))
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct CommitBody {
+    project: String,
+    branch: Option<String>,
+    files: std::collections::BTreeMap<String, String>,
+    executables: std::collections::BTreeMap<String, String>,
+    remove: Vec<String>,
+    message: Option<String>,
+}
+
+async fn commit(State(shared): AdminState, raw: bytes::Bytes) -> Reply {
+    let b: CommitBody = body(&raw)?;
+    let project = served(&shared, &b.project)?;
+    let sha = blocking(move || {
+        let branch = b
+            .branch
+            .unwrap_or_else(|| project.default_branch().to_owned());
+        let mut commit = project.commit(branch);
+        for (path, text) in &b.files {
+            commit = commit.file(path, text);
+        }
+        for (path, text) in &b.executables {
+            commit = commit.executable(path, text);
+        }
+        for path in &b.remove {
+            commit = commit.remove(path);
+        }
+        if let Some(m) = &b.message {
+            commit = commit.message(m);
+        }
+        Ok(commit.create()?)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!({"sha": sha}))).into_response())
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct RefBody {
+    project: String,
+    name: String,
+    target: String,
+}
+
+async fn branch(State(shared): AdminState, raw: bytes::Bytes) -> Reply {
+    let b: RefBody = body(&raw)?;
+    let project = served(&shared, &b.project)?;
+    let sha = blocking(move || Ok(project.branch(&b.name, &b.target)?)).await?;
+    Ok((StatusCode::CREATED, Json(json!({"sha": sha}))).into_response())
+}
+
+async fn tag(State(shared): AdminState, raw: bytes::Bytes) -> Reply {
+    let b: RefBody = body(&raw)?;
+    let project = served(&shared, &b.project)?;
+    let sha = blocking(move || Ok(project.tag(&b.name, &b.target)?)).await?;
+    Ok((StatusCode::CREATED, Json(json!({"sha": sha}))).into_response())
 }
 
 async fn job(State(shared): AdminState, Path(id): Path<i64>) -> Reply {

@@ -28,6 +28,12 @@ pub enum Endpoint {
     UploadArtifacts,
     /// `GET /jobs/:id/artifacts`
     DownloadArtifacts,
+    /// `GET /<project>.git/info/refs?service=…` (git over smart HTTP)
+    GitInfoRefs,
+    /// `POST /<project>.git/git-upload-pack` (fetch and clone)
+    GitUploadPack,
+    /// `POST /<project>.git/git-receive-pack` (push; refused for job tokens, as on GitLab)
+    GitReceivePack,
     /// `/-/admin/…`
     Admin,
     /// Anything else.
@@ -40,6 +46,14 @@ impl Endpoint {
         use http::Method;
         if path.starts_with("/-/admin/") {
             return (Self::Admin, None);
+        }
+        if let Some((_, tail)) = crate::git::gateway::split_path(path) {
+            let endpoint = match tail {
+                "info/refs" => Self::GitInfoRefs,
+                "git-upload-pack" => Self::GitUploadPack,
+                _ => Self::GitReceivePack,
+            };
+            return (endpoint, None);
         }
         let Some(rest) = path.strip_prefix("/api/v4/") else {
             return (Self::Other, None);
@@ -73,6 +87,14 @@ impl Endpoint {
         (endpoint, None)
     }
 
+    /// A git request: its body streams to `git http-backend` instead of being buffered.
+    pub fn is_git(self) -> bool {
+        matches!(
+            self,
+            Self::GitInfoRefs | Self::GitUploadPack | Self::GitReceivePack
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::RegisterRunner => "register_runner",
@@ -85,6 +107,9 @@ impl Endpoint {
             Self::PatchTrace => "patch_trace",
             Self::UploadArtifacts => "upload_artifacts",
             Self::DownloadArtifacts => "download_artifacts",
+            Self::GitInfoRefs => "git_info_refs",
+            Self::GitUploadPack => "git_upload_pack",
+            Self::GitReceivePack => "git_receive_pack",
             Self::Admin => "admin",
             Self::Other => "other",
         }

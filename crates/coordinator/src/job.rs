@@ -18,6 +18,8 @@ pub struct JobSpec {
     /// Branch or tag name.
     pub git_ref: String,
     pub ref_type: RefKind,
+    /// The commit to build. For a project this coordinator serves, empty means the tip of
+    /// `git_ref` at enqueue; a given sha (short or full) must exist in its repository.
     pub sha: String,
     pub before_sha: String,
     /// Clone depth (`GIT_DEPTH`); 0 = full clone.
@@ -136,6 +138,16 @@ impl JobSpec {
 
     pub fn project(mut self, path: impl Into<String>) -> Self {
         self.project = path.into();
+        self
+    }
+
+    /// Build a project this coordinator serves: the payload's `git_info` and `CI_REPOSITORY_URL`
+    /// point at its repository, and the sha is resolved at enqueue from the job's branch or tag
+    /// (call [`JobSpec::sha`] after this to pin another commit).
+    pub fn repository(mut self, project: &crate::git::Project) -> Self {
+        self.project = project.path().to_owned();
+        self.sha = String::new();
+        self.repo_url = None;
         self
     }
 

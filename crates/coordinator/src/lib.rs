@@ -19,11 +19,29 @@
 //! assert!(done.trace_text().contains("hello"));
 //! # Ok(()) }
 //! ```
+//!
+//! It also serves real git over smart HTTP (`git http-backend`) for projects added with
+//! [`Coordinator::add_project`], authenticated as GitLab does for CI: user `gitlab-ci-token`, password
+//! the token of a running job of that project. A job built with [`JobSpec::repository`] gets a
+//! `git_info` (and `CI_REPOSITORY_URL`) pointing at it, the real sha of its ref, and a
+//! `refs/pipelines/<id>` ref created at enqueue, so GitLab's refspecs work unchanged.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use glrunner_coordinator::{Coordinator, JobSpec, Options, ProjectSpec};
+//! let gitlab = Coordinator::start(Options::default()).await?;
+//! let project = gitlab.add_project(ProjectSpec::new("acme/demo").dir("fixtures/demo"))?;
+//! let sha = project.commit("main").file("README.md", "# demo\n").message("Docs").create()?;
+//! let job = gitlab.enqueue(JobSpec::script(["cat README.md"]).repository(&project))?;
+//! // The runner clones gitlab.job_payload(job)'s repo_url at `sha` with the job token.
+//! # let _ = (sha, job); Ok(()) }
+//! ```
 
 mod admin;
 mod api;
 pub mod error;
 pub mod fault;
+pub mod git;
 pub mod job;
 pub mod options;
 mod payload;
@@ -34,8 +52,9 @@ mod shared;
 mod state;
 mod tokens;
 
-pub use error::{EnqueueError, StartError, WaitError};
+pub use error::{EnqueueError, ProjectError, StartError, WaitError};
 pub use fault::{Action, Endpoint, Fault};
+pub use git::{CommitBuilder, Project, ProjectSpec};
 pub use job::{
     ArtifactSnapshot, ArtifactSpec, CacheSpec, HookSpec, ImageSpec, JobSnapshot, JobSpec,
     JobStatus, PortSpec, RefKind, ServiceSpec, StepSpec, Variable,

@@ -4,9 +4,10 @@
 
 use anyhow::Context;
 use clap::Parser;
-use glrunner_coordinator::{Coordinator, Options, RunnerKind, RunnerSpec};
+use glrunner_coordinator::{Coordinator, Options, ProjectSpec, RunnerKind, RunnerSpec};
 use glrunner_protocol::TokenKind;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// A fake GitLab runner API on loopback.
@@ -38,6 +39,22 @@ struct Args {
     /// Largest stored trace in bytes (beyond it: 403 and trace_size_exceeded).
     #[arg(long, default_value_t = 100 * 1024 * 1024)]
     trace_size_limit: u64,
+    /// Serve a project over git: `group/project=DIR` commits DIR's files to its `main` branch
+    /// (repeatable). Jobs for it (admin API: `{"project": "group/project", "sha": ""}`) clone it with
+    /// their job token.
+    #[arg(long = "project", value_name = "PATH=DIR", value_parser = parse_project)]
+    projects: Vec<(String, PathBuf)>,
+}
+
+fn parse_project(arg: &str) -> Result<(String, PathBuf), String> {
+    match arg.split_once('=') {
+        Some((path, dir)) if !path.is_empty() && !dir.is_empty() => {
+            Ok((path.to_owned(), PathBuf::from(dir)))
+        }
+        _ => Err(format!(
+            "expected group/project=DIR, got {arg:?}; e.g. --project acme/demo=./fixtures/demo"
+        )),
+    }
 }
 
 fn kind_of(token: &str) -> RunnerKind {
@@ -86,6 +103,20 @@ async fn main() -> anyhow::Result<()> {
     for r in &runners {
         // Shown once, like GitLab's UI does, so the operator can configure a runner with it.
         println!("runner {} token: {}", r.id, r.token.expose());
+    }
+    for (path, dir) in &args.projects {
+        let project = coordinator
+            .add_project(ProjectSpec::new(path.as_str()).dir(dir))
+            .with_context(|| format!("serving {} from {}", path, dir.display()))?;
+        let head = project
+            .rev_parse(project.default_branch())
+            .unwrap_or_else(|_| "(empty)".to_owned());
+        println!(
+            "project {}: {} ({} at {head})",
+            project.path(),
+            project.url(),
+            project.default_branch()
+        );
     }
     for token in &args.registration_tokens {
         coordinator.add_registration_token_value(token);

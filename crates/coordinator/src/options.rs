@@ -38,6 +38,9 @@ pub struct Options {
     pub header_read_timeout: Duration,
     /// Most request records kept (counts keep counting past it).
     pub request_log_limit: usize,
+    /// Longest one git request may take from its start to the last byte of its answer; past it the
+    /// `git http-backend` process is killed.
+    pub git_timeout: Duration,
 }
 
 impl Default for Options {
@@ -56,6 +59,7 @@ impl Default for Options {
             max_connections: 256,
             header_read_timeout: Duration::from_secs(30),
             request_log_limit: 100_000,
+            git_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -100,6 +104,11 @@ impl Options {
 
     pub fn max_artifact_size(mut self, bytes: u64) -> Self {
         self.max_artifact_size = bytes;
+        self
+    }
+
+    pub fn git_timeout(mut self, timeout: Duration) -> Self {
+        self.git_timeout = timeout;
         self
     }
 

@@ -2,6 +2,7 @@
 //! `BuildRunnerPresenter` and `Entities::Ci::JobRequest::Response` build it: key names, nulls versus
 //! absent keys, refspecs, predefined `CI_*` variables, steps, artifacts and the failure reason list.
 
+use crate::git::repository::CommitFacts;
 use crate::job::{ArtifactSpec, ImageSpec, JobSpec, RefKind, ServiceSpec, Variable};
 use serde_json::{Map, Value, json};
 use std::collections::{HashMap, HashSet};
@@ -93,6 +94,8 @@ pub(crate) struct PayloadContext<'a> {
     pub started_at: SystemTime,
     pub dependencies: Vec<DependencyContext>,
     pub queue_size: usize,
+    /// The real commit of a served project (message, author, time); `None` for a made-up sha.
+    pub commit: Option<&'a CommitFacts>,
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -230,7 +233,11 @@ fn predefined_variables(ctx: &PayloadContext<'_>) -> Vec<Variable> {
         public("CI_PROJECT_ROOT_NAMESPACE", root_namespace.to_owned()),
         public("CI_PROJECT_URL", project_url.clone()),
         public("CI_PROJECT_VISIBILITY", "internal".to_owned()),
-        public("CI_DEFAULT_BRANCH", "main".to_owned()),
+        public(
+            "CI_DEFAULT_BRANCH",
+            ctx.commit
+                .map_or_else(|| "main".to_owned(), |c| c.default_branch.clone()),
+        ),
         public("CI_CONFIG_PATH", ".gitlab-ci.yml".to_owned()),
     ]);
     if let Some(registry) = ctx.registry {
@@ -256,16 +263,29 @@ fn predefined_variables(ctx: &PayloadContext<'_>) -> Vec<Variable> {
         RefKind::Branch => vars.push(public("CI_COMMIT_BRANCH", spec.git_ref.clone())),
         RefKind::Tag => vars.push(public("CI_COMMIT_TAG", spec.git_ref.clone())),
     }
+    let (message, title, description, author, timestamp) = match ctx.commit {
+        Some(c) => (
+            c.message.clone(),
+            c.title.clone(),
+            c.description.clone(),
+            c.author.clone(),
+            c.timestamp.clone(),
+        ),
+        None => (
+            "Update .gitlab-ci.yml\n".to_owned(),
+            "Update .gitlab-ci.yml".to_owned(),
+            String::new(),
+            "Administrator <admin@example.com>".to_owned(),
+            rfc3339(ctx.created_at),
+        ),
+    };
     vars.extend([
         public("CI_COMMIT_REF_PROTECTED", spec.protected.to_string()),
-        public("CI_COMMIT_MESSAGE", "Update .gitlab-ci.yml\n".to_owned()),
-        public("CI_COMMIT_TITLE", "Update .gitlab-ci.yml".to_owned()),
-        public("CI_COMMIT_DESCRIPTION", String::new()),
-        public(
-            "CI_COMMIT_AUTHOR",
-            "Administrator <admin@example.com>".to_owned(),
-        ),
-        public("CI_COMMIT_TIMESTAMP", rfc3339(ctx.created_at)),
+        public("CI_COMMIT_MESSAGE", message),
+        public("CI_COMMIT_TITLE", title),
+        public("CI_COMMIT_DESCRIPTION", description),
+        public("CI_COMMIT_AUTHOR", author),
+        public("CI_COMMIT_TIMESTAMP", timestamp),
         public("GITLAB_USER_ID", "1".to_owned()),
         public("GITLAB_USER_EMAIL", "admin@example.com".to_owned()),
         public("GITLAB_USER_LOGIN", "root".to_owned()),

@@ -21,6 +21,7 @@ pub struct RequestRecord {
     /// The kind of token the request authenticated with (`TokenKind` name), never its value.
     pub token_kind: Option<&'static str>,
     pub content_range: Option<String>,
+    /// Request body bytes (for git requests: those read when the answer began, before decoding).
     pub body_size: u64,
     pub at: SystemTime,
     pub duration: Duration,
@@ -28,6 +29,12 @@ pub struct RequestRecord {
     pub fault: Option<String>,
     /// Held by long polling before it was answered.
     pub long_polled: bool,
+    /// The `Git-Protocol` header (`version=2` for protocol v2).
+    pub git_protocol: Option<String>,
+    /// The request's `Content-Encoding` (git gzips larger negotiation requests).
+    pub content_encoding: Option<String>,
+    /// Sent with `Transfer-Encoding: chunked` (git does so for requests beyond `http.postBuffer`).
+    pub chunked: bool,
 }
 
 /// The stable name of a token kind in the log.

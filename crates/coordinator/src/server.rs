@@ -3,8 +3,9 @@
 
 use crate::admin;
 use crate::api::{self, ConnInfo};
-use crate::error::{EnqueueError, StartError, WaitError};
+use crate::error::{EnqueueError, ProjectError, StartError, WaitError};
 use crate::fault::Fault;
+use crate::git::{Project, ProjectSpec};
 use crate::job::{JobSnapshot, JobSpec, JobStatus};
 use crate::options::Options;
 use crate::request_log::{Counts, RequestRecord};
@@ -38,6 +39,8 @@ pub struct Coordinator {
     url: String,
     shutdown: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
+    /// Served projects' repositories; removed when the coordinator is dropped.
+    _repositories: tempfile::TempDir,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -66,7 +69,14 @@ impl Coordinator {
             source,
         })?;
         let url = format!("http://{addr}");
-        let shared = Arc::new(Shared::new(State::new(options.clone(), url.clone())));
+        let repositories = tempfile::Builder::new()
+            .prefix("glrunner-coordinator-git-")
+            .tempdir()
+            .map_err(StartError::RepositoryRoot)?;
+        let shared = Arc::new(Shared::new(
+            State::new(options.clone(), url.clone()),
+            repositories.path().to_owned(),
+        ));
         let app = app(shared.clone());
         let (shutdown, rx) = watch::channel(false);
         let task = tokio::spawn(serve(listener, app, shared.clone(), rx, options));
@@ -77,6 +87,7 @@ impl Coordinator {
             url,
             shutdown,
             task: Some(task),
+            _repositories: repositories,
         })
     }
 
@@ -150,11 +161,50 @@ impl Coordinator {
         self.runners().into_iter().find(|r| r.id == id)
     }
 
+    // ------------------------------------------------------------ projects
+
+    /// Create a project served over git at `<url>/<path>.git`, filled from `spec.dir` if given.
+    /// Runs `git`; the repository lives in the coordinator's temporary directory.
+    pub fn add_project(&self, spec: ProjectSpec) -> Result<Project, ProjectError> {
+        add_project(&self.shared, &spec)
+    }
+
+    pub fn project(&self, path: &str) -> Option<Project> {
+        self.shared.read(|s| s.project(path))
+    }
+
+    pub fn projects(&self) -> Vec<Project> {
+        self.shared.read(|s| s.projects())
+    }
+
+    /// `git http-backend` processes running now (each git request has one while it is served).
+    pub fn git_backends(&self) -> usize {
+        self.shared.read(|s| s.git_backends)
+    }
+
+    /// Wait until exactly `n` `git http-backend` processes are running.
+    pub async fn wait_for_git_backends(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<(), WaitError> {
+        self.shared
+            .wait_until(timeout, |s| (s.git_backends == n).then_some(()))
+            .await
+            .ok_or_else(|| WaitError::Timeout {
+                what: format!("{n} running git http-backend processes"),
+                waited: timeout,
+                last: format!("{} running", self.git_backends()),
+            })
+    }
+
     // ------------------------------------------------------------ jobs
 
     /// Queue a job; runners allowed to take it see a new queue cursor (long polls are released).
+    /// For a served project (see [`JobSpec::repository`]) the sha is resolved and
+    /// `refs/pipelines/<id>` is created first, which runs `git` briefly.
     pub fn enqueue(&self, spec: JobSpec) -> Result<i64, EnqueueError> {
-        self.shared.update(|s| s.enqueue(spec))
+        enqueue(&self.shared, spec)
     }
 
     pub fn job(&self, id: i64) -> Option<JobSnapshot> {
@@ -299,6 +349,51 @@ impl Drop for Coordinator {
     }
 }
 
+/// Create and register a served project.
+pub(crate) fn add_project(shared: &Shared, spec: &ProjectSpec) -> Result<Project, ProjectError> {
+    if shared.read(|s| s.project(&spec.path).is_some()) {
+        return Err(ProjectError::Exists(spec.path.clone()));
+    }
+    let base_url = shared.read(|s| s.base_url().to_owned());
+    let project = Project::create(&shared.git_root, &base_url, spec)?;
+    shared.update(|s| s.add_project(project.clone(), spec.job_token_allowlist.clone()));
+    Ok(project)
+}
+
+/// Enqueue a job; for a served project, resolve its commit and create `refs/pipelines/<id>` before
+/// the job becomes visible, so a runner that takes it at once can fetch that ref.
+pub(crate) fn enqueue(shared: &Shared, mut spec: JobSpec) -> Result<i64, EnqueueError> {
+    let served = if spec.repo_url.is_none() {
+        shared.read(|s| s.project(&spec.project))
+    } else {
+        None
+    };
+    let Some(project) = served else {
+        return shared.update(|s| s.enqueue(spec, None));
+    };
+    shared.read(|s| s.check_enqueue(&spec))?;
+    let in_repo = |source| EnqueueError::Repository {
+        project: spec.project.clone(),
+        source,
+    };
+    let sha = project
+        .resolve_job_commit(&spec.git_ref, spec.ref_type, &spec.sha)
+        .map_err(in_repo)?;
+    let facts = project.commit_facts(&sha).map_err(in_repo)?;
+    let pipeline_id = match spec.pipeline_id {
+        Some(p) => p,
+        None => shared.update(|s| s.next_pipeline_id()),
+    };
+    if spec.pipeline_ref {
+        project
+            .set_ref(&format!("refs/pipelines/{pipeline_id}"), &sha)
+            .map_err(in_repo)?;
+    }
+    spec.sha = sha;
+    spec.pipeline_id = Some(pipeline_id);
+    shared.update(|s| s.enqueue(spec, Some(facts)))
+}
+
 pub(crate) async fn wait_for_job(
     shared: &Shared,
     id: i64,
@@ -331,9 +426,12 @@ pub(crate) async fn wait_for_job(
 
 /// The whole HTTP application: runner API and admin API behind the gate.
 fn app(shared: Arc<Shared>) -> Router {
+    let git = shared.clone();
     api::routes(shared.clone())
         .merge(admin::routes(shared.clone()))
-        .fallback(|| async { api::message(http::StatusCode::NOT_FOUND, "404 Not Found") })
+        .fallback(move |req: axum::extract::Request| {
+            crate::git::gateway::fallback(git.clone(), req)
+        })
         .layer(axum::middleware::from_fn_with_state(shared, api::gate))
 }
 

@@ -2,6 +2,7 @@
 //! that wakes waiters, and a wake-up for the timer when deadlines move.
 
 use crate::state::State;
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
@@ -13,14 +14,17 @@ pub(crate) struct Shared {
     changes: watch::Sender<u64>,
     /// Wakes the timer task so it recomputes the next deadline.
     pub(crate) timers: Notify,
+    /// Where served projects' bare repositories live (`GIT_PROJECT_ROOT`).
+    pub(crate) git_root: PathBuf,
 }
 
 impl Shared {
-    pub(crate) fn new(state: State) -> Self {
+    pub(crate) fn new(state: State, git_root: PathBuf) -> Self {
         Self {
             state: Mutex::new(state),
             changes: watch::Sender::new(0),
             timers: Notify::new(),
+            git_root,
         }
     }
 

@@ -4,6 +4,7 @@
 
 use crate::error::EnqueueError;
 use crate::fault::{Action, Endpoint, FaultQueue, Stage};
+use crate::git::repository::{CommitFacts, Project};
 use crate::job::{ArtifactSnapshot, JobSnapshot, JobSpec, JobStatus};
 use crate::options::Options;
 use crate::payload::{self, DependencyContext, FAILURE_REASONS, PayloadContext, RunnerContext};
@@ -92,6 +93,8 @@ pub(crate) struct Job {
     payload: Option<Value>,
     artifacts: Vec<StoredArtifact>,
     final_updates: u32,
+    /// The built commit's facts, for a job of a served project.
+    commit: Option<CommitFacts>,
 }
 
 impl Job {
@@ -208,6 +211,23 @@ pub(crate) struct NewArtifact {
     pub data: bytes::Bytes,
 }
 
+/// How a git request authenticated (GitLab's `find_for_git_client` and access check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GitAuth {
+    /// No or wrong credentials, or the token's job is not running: 401.
+    Unauthenticated,
+    /// A running job's token, but the project is unknown or not open to that job: 404.
+    NotFound,
+    /// The running (or canceling) job whose token it is.
+    Job(i64),
+}
+
+/// A project served over git, and who besides its own jobs may fetch it.
+struct ServedProject {
+    project: Project,
+    job_token_allowlist: Vec<String>,
+}
+
 pub(crate) struct State {
     opts: Options,
     base_url: String,
@@ -219,6 +239,9 @@ pub(crate) struct State {
     pub(crate) faults: FaultQueue,
     pub(crate) log: RequestLog,
     pub(crate) held_polls: usize,
+    /// `git http-backend` processes alive now.
+    pub(crate) git_backends: usize,
+    projects: BTreeMap<String, ServedProject>,
     next_runner_id: i64,
     next_job_id: i64,
     next_pipeline_id: i64,
@@ -253,6 +276,8 @@ impl State {
             faults: FaultQueue::default(),
             log: RequestLog::default(),
             held_polls: 0,
+            git_backends: 0,
+            projects: BTreeMap::new(),
             next_runner_id: 1,
             next_job_id: 1001,
             next_pipeline_id: 501,
@@ -261,6 +286,54 @@ impl State {
 
     pub(crate) fn options(&self) -> &Options {
         &self.opts
+    }
+
+    pub(crate) fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    // ---------------------------------------------------------------- projects
+
+    pub(crate) fn add_project(&mut self, project: Project, job_token_allowlist: Vec<String>) {
+        self.projects.insert(
+            project.path().to_owned(),
+            ServedProject {
+                project,
+                job_token_allowlist,
+            },
+        );
+    }
+
+    pub(crate) fn project(&self, path: &str) -> Option<Project> {
+        self.projects.get(path).map(|p| p.project.clone())
+    }
+
+    pub(crate) fn projects(&self) -> Vec<Project> {
+        self.projects.values().map(|p| p.project.clone()).collect()
+    }
+
+    /// Authenticate a git request for `path` with HTTP Basic `creds`, as GitLab does for CI: user
+    /// `gitlab-ci-token`, password the token of a running or canceling job, whose project is `path`
+    /// or on `path`'s job token allowlist.
+    pub(crate) fn git_auth(&self, path: &str, creds: Option<(&str, &str)>) -> GitAuth {
+        let Some((user, password)) = creds else {
+            return GitAuth::Unauthenticated;
+        };
+        if user != crate::git::gateway::CI_USER || password.is_empty() {
+            return GitAuth::Unauthenticated;
+        }
+        let Some(job) = self.jobs.values().find(|j| {
+            j.token == password && matches!(j.status, JobStatus::Running | JobStatus::Canceling)
+        }) else {
+            return GitAuth::Unauthenticated;
+        };
+        let Some(served) = self.projects.get(path) else {
+            return GitAuth::NotFound;
+        };
+        if job.spec.project != path && !served.job_token_allowlist.contains(&job.spec.project) {
+            return GitAuth::NotFound;
+        }
+        GitAuth::Job(job.id)
     }
 
     // ---------------------------------------------------------------- runners
@@ -511,7 +584,15 @@ impl State {
 
     // ---------------------------------------------------------------- jobs
 
-    pub(crate) fn enqueue(&mut self, spec: JobSpec) -> Result<i64, EnqueueError> {
+    /// Take the next pipeline id (for a job whose pipeline ref must exist before it is queued).
+    pub(crate) fn next_pipeline_id(&mut self) -> i64 {
+        let p = self.next_pipeline_id;
+        self.next_pipeline_id += 1;
+        p
+    }
+
+    /// The refusals [`State::enqueue`] would give, checked before any repository work.
+    pub(crate) fn check_enqueue(&self, spec: &JobSpec) -> Result<(), EnqueueError> {
         if let Some(dep) = spec
             .dependencies
             .iter()
@@ -522,13 +603,21 @@ impl State {
         if let Some(r) = spec.runner_id.filter(|r| !self.runners.contains_key(r)) {
             return Err(EnqueueError::UnknownRunner(r));
         }
+        Ok(())
+    }
+
+    pub(crate) fn enqueue(
+        &mut self,
+        spec: JobSpec,
+        commit: Option<CommitFacts>,
+    ) -> Result<i64, EnqueueError> {
+        self.check_enqueue(&spec)?;
         let id = self.next_job_id;
         self.next_job_id += 1;
-        let pipeline_id = spec.pipeline_id.unwrap_or_else(|| {
-            let p = self.next_pipeline_id;
-            self.next_pipeline_id += 1;
-            p
-        });
+        let pipeline_id = match spec.pipeline_id {
+            Some(p) => p,
+            None => self.next_pipeline_id(),
+        };
         let target = spec.runner_id;
         let job = Job {
             id,
@@ -555,6 +644,7 @@ impl State {
             payload: None,
             artifacts: Vec::new(),
             final_updates: 0,
+            commit,
         };
         self.jobs.insert(id, job);
         self.tick_for(target);
@@ -688,6 +778,7 @@ impl State {
             started_at: now,
             dependencies,
             queue_size,
+            commit: job.commit.as_ref(),
         })
     }
 
@@ -1119,9 +1210,10 @@ mod tests {
             .enqueue(
                 JobSpec::script(["true"])
                     .artifact(crate::job::ArtifactSpec::report("junit", ["r.xml"])),
+                None,
             )
             .unwrap();
-        let plain = s.enqueue(JobSpec::script(["true"])).unwrap();
+        let plain = s.enqueue(JobSpec::script(["true"]), None).unwrap();
         let info = json!({"features": {"upload_multiple_artifacts": false}});
         match s.request_job(&request(&token, &info), None) {
             JobRequestOutcome::Job { payload } => assert_eq!(payload["id"], plain),
@@ -1136,7 +1228,7 @@ mod tests {
     fn ack_window_requeues_and_stale_jobs_fail() {
         let mut s = state();
         let (_, token) = s.add_runner(&RunnerSpec::created());
-        let id = s.enqueue(JobSpec::script(["true"])).unwrap();
+        let id = s.enqueue(JobSpec::script(["true"]), None).unwrap();
         let info = json!({"features": {"two_phase_job_commit": true}});
         assert!(matches!(
             s.request_job(&request(&token, &info), None),

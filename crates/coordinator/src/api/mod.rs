@@ -56,6 +56,10 @@ pub(crate) struct ConnInfo {
 pub(crate) struct ReplyMeta {
     pub fault: Option<String>,
     pub long_polled: bool,
+    /// The job a request acted for when the path does not name it (git requests: the token's job).
+    pub job_id: Option<i64>,
+    /// Body bytes read by the handler itself (streamed bodies the gate did not buffer).
+    pub body_size: Option<u64>,
 }
 
 /// The runner API routes (the gate is added by the server around these and the admin routes).
@@ -129,18 +133,25 @@ fn carried_token(
         })
 }
 
-/// Every request passes here: read the body (bounded), apply gate faults, run the endpoint, log.
+/// Every request passes here: read the body (bounded; git bodies stream through instead), apply gate
+/// faults, run the endpoint, log.
 pub(crate) async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let at = SystemTime::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let (endpoint, job_id) = Endpoint::classify(&method, &path);
+    let (endpoint, path_job_id) = Endpoint::classify(&method, &path);
     let (parts, body) = req.into_parts();
     let content_range = header_str(&parts.headers, http::header::CONTENT_RANGE).map(str::to_owned);
+    let git_protocol =
+        header_str(&parts.headers, crate::git::gateway::GIT_PROTOCOL).map(str::to_owned);
+    let content_encoding =
+        header_str(&parts.headers, http::header::CONTENT_ENCODING).map(str::to_owned);
+    let chunked = header_str(&parts.headers, http::header::TRANSFER_ENCODING)
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
     let limit = body_limit(&shared, endpoint);
     let logged = endpoint != Endpoint::Admin;
-    let record = |status: Option<u16>, token: Option<&str>, body_size: usize, meta: ReplyMeta| {
+    let record = |status: Option<u16>, token: Option<&str>, body_size: u64, meta: ReplyMeta| {
         if !logged {
             return;
         }
@@ -149,15 +160,18 @@ pub(crate) async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: 
             method: method.to_string(),
             path: path.clone(),
             endpoint,
-            job_id,
+            job_id: path_job_id.or(meta.job_id),
             status,
             token_kind: token.map(|t| token_kind_name(TokenKind::classify(t))),
             content_range: content_range.clone(),
-            body_size: body_size as u64,
+            body_size,
             at,
             duration: started.elapsed(),
             fault: meta.fault,
             long_polled: meta.long_polled,
+            git_protocol: git_protocol.clone(),
+            content_encoding: content_encoding.clone(),
+            chunked,
         };
         shared.update(|s| {
             let limit = s.options().request_log_limit;
@@ -165,31 +179,41 @@ pub(crate) async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: 
         });
     };
 
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => {
-            record(Some(413), None, limit, ReplyMeta::default());
-            return message(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "413 Request Entity Too Large",
-            );
+    // Git bodies go to `git http-backend` as they arrive; everything else is read (bounded) first.
+    let (bytes, streamed) = if endpoint.is_git() {
+        (Bytes::new(), Some(body))
+    } else {
+        match axum::body::to_bytes(body, limit).await {
+            Ok(b) => (b, None),
+            Err(_) => {
+                record(Some(413), None, limit as u64, ReplyMeta::default());
+                return message(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "413 Request Entity Too Large",
+                );
+            }
         }
     };
-    let content_type = header_str(&parts.headers, CONTENT_TYPE);
-    let token = carried_token(
-        endpoint,
-        &parts.headers,
-        parts.uri.query(),
-        content_type,
-        &bytes,
-    );
+    let token = if endpoint.is_git() {
+        crate::git::gateway::basic_credentials(&parts.headers).map(|(_, password)| password)
+    } else {
+        let content_type = header_str(&parts.headers, CONTENT_TYPE);
+        carried_token(
+            endpoint,
+            &parts.headers,
+            parts.uri.query(),
+            content_type,
+            &bytes,
+        )
+    };
 
     let mut meta = ReplyMeta::default();
     let action = if logged {
-        shared.update(|s| s.faults.take(endpoint, job_id, Stage::Gate))
+        shared.update(|s| s.faults.take(endpoint, path_job_id, Stage::Gate))
     } else {
         None
     };
+    let body_size = bytes.len() as u64;
     if let Some(action) = action {
         meta.fault = Some(action.describe());
         match action {
@@ -210,11 +234,11 @@ pub(crate) async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: 
                         h.insert(n, v);
                     }
                 }
-                record(Some(status.as_u16()), token.as_deref(), bytes.len(), meta);
+                record(Some(status.as_u16()), token.as_deref(), body_size, meta);
                 return resp;
             }
             Action::DropConnection => {
-                record(None, token.as_deref(), bytes.len(), meta);
+                record(None, token.as_deref(), body_size, meta);
                 if let Some(conn) = parts.extensions.get::<ConnInfo>() {
                     conn.drop_connection.notify_one();
                 }
@@ -229,13 +253,14 @@ pub(crate) async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: 
         }
     }
 
-    let body_size = bytes.len();
-    let resp = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+    let body = streamed.unwrap_or_else(|| Body::from(bytes));
+    let resp = next.run(Request::from_parts(parts, body)).await;
+    let mut body_size = body_size;
     if let Some(m) = resp.extensions().get::<ReplyMeta>() {
         meta.long_polled = m.long_polled;
         meta.fault = m.fault.clone().or(meta.fault);
+        meta.job_id = m.job_id;
+        body_size = m.body_size.unwrap_or(body_size);
     }
     record(
         Some(resp.status().as_u16()),
