@@ -376,6 +376,23 @@ mod tests {
             (Endpoint::DeleteManager, None)
         );
         assert_eq!(
+            Endpoint::classify(&Method::GET, "/acme/demo.git/info/refs"),
+            (Endpoint::GitInfoRefs, None)
+        );
+        assert_eq!(
+            Endpoint::classify(&Method::POST, "/a/b/c.git/git-upload-pack"),
+            (Endpoint::GitUploadPack, None)
+        );
+        assert_eq!(
+            Endpoint::classify(&Method::POST, "/acme/demo.git/git-receive-pack"),
+            (Endpoint::GitReceivePack, None)
+        );
+        assert_eq!(
+            Endpoint::classify(&Method::GET, "/acme/demo.git/HEAD"),
+            (Endpoint::Other, None)
+        );
+        assert!(Endpoint::GitUploadPack.is_git() && !Endpoint::Admin.is_git());
+        assert_eq!(
             Endpoint::classify(&Method::GET, "/-/admin/jobs"),
             (Endpoint::Admin, None)
         );

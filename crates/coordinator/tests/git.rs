@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use glrunner_coordinator::{
-    Coordinator, Endpoint, EnqueueError, JobSpec, JobStatus, Options, Project, ProjectError,
+    Coordinator, Endpoint, EnqueueError, Fault, JobSpec, JobStatus, Options, Project, ProjectError,
     ProjectSpec, RunnerSpec,
 };
 use serde_json::{Value, json};
@@ -614,6 +614,31 @@ async fn other_projects_need_the_job_token_allowlist_and_pushes_are_refused() {
         2,
         "main and the pipeline ref only"
     );
+}
+
+#[tokio::test]
+async fn injected_faults_reach_git_requests() {
+    let s = setup(Options::default()).await;
+    let tree = fixture_tree();
+    let project =
+        s.c.add_project(ProjectSpec::new("acme/demo").dir(tree.path()))
+            .unwrap();
+    let job = s.run(JobSpec::script(["true"]).repository(&project)).await;
+    s.c.inject(Fault::unavailable(Endpoint::GitUploadPack));
+    let work = tmp();
+    let failed = git(work.path(), &["clone", "-q", &repo_url(&job), "a"]).await;
+    assert!(!failed.ok, "the 503 fails the clone");
+    assert!(failed.stderr.contains("503"), "{}", failed.stderr);
+    assert!(s.c.faults().is_empty(), "the fault was used up");
+    git_ok(work.path(), &["clone", "-q", &repo_url(&job), "b"]).await;
+    let faulted: Vec<_> =
+        s.c.requests()
+            .into_iter()
+            .filter(|r| r.fault.is_some())
+            .collect();
+    assert_eq!(faulted.len(), 1);
+    assert_eq!(faulted[0].endpoint, Endpoint::GitUploadPack);
+    assert_eq!(faulted[0].status, Some(503));
 }
 
 // Protocol ----------------------------------------------------------------------------------------

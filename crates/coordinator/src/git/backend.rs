@@ -107,15 +107,38 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// A running backend: dropping it kills the process (`kill_on_drop`) and stops its helpers.
+/// A running backend: dropping it kills its process group (the backend and the upload-pack and
+/// pack-objects it started) unless it already exited cleanly, and stops its helpers.
 struct Running {
     child: Child,
+    /// The backend's pid, which is also its process group id.
+    group: Option<i32>,
+    exited_cleanly: bool,
     feeder: AbortOnDrop<Fed>,
     stderr: Option<JoinHandle<Vec<u8>>>,
     _live: Live,
 }
 
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.exited_cleanly {
+            self.kill();
+        }
+    }
+}
+
 impl Running {
+    fn kill(&mut self) {
+        if let Some(group) = self.group {
+            // ESRCH (the group is gone already) is fine.
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(group),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = self.child.start_kill();
+    }
+
     async fn stderr_text(&mut self, deadline: Instant) -> String {
         let Some(task) = self.stderr.take() else {
             return String::new();
@@ -129,10 +152,13 @@ impl Running {
     /// Wait (until the deadline) for the process to exit; kill it past the deadline.
     async fn finish(&mut self, deadline: Instant) -> String {
         match tokio::time::timeout_at(deadline, self.child.wait()).await {
-            Ok(Ok(status)) => status.to_string(),
+            Ok(Ok(status)) => {
+                self.exited_cleanly = status.success();
+                status.to_string()
+            }
             Ok(Err(e)) => format!("wait failed: {e}"),
             Err(_) => {
-                let _ = self.child.start_kill();
+                self.kill();
                 "killed at the deadline".to_owned()
             }
         }
@@ -189,8 +215,11 @@ pub(crate) async fn serve(
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .kill_on_drop(true)
+        // Its own process group, so a kill reaches the git processes it starts.
+        .process_group(0);
     let mut child = cmd.spawn().map_err(BackendError::Spawn)?;
+    let group = child.id().and_then(|id| i32::try_from(id).ok());
     let live = Live::new(shared);
     let (Some(stdin), Some(mut stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
@@ -203,6 +232,8 @@ pub(crate) async fn serve(
     let stderr = tokio::spawn(read_bounded(stderr, MAX_STDERR));
     let mut running = Running {
         child,
+        group,
+        exited_cleanly: false,
         feeder,
         stderr: Some(stderr),
         _live: live,
@@ -333,7 +364,7 @@ fn body_stream(
             }
             Err(_) => {
                 st.done = true;
-                let _ = st.running.child.start_kill();
+                st.running.kill();
                 tracing::warn!("git http-backend response passed its deadline; killed");
                 Some((
                     Err(std::io::Error::new(
