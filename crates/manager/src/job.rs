@@ -223,6 +223,8 @@ fn start_uploader(
         control.clone(),
         UploadSettings {
             final_update_retry_limit: entry.final_update_retry_limit,
+            // A cancel must stop a job promptly even while it prints nothing.
+            check_status_when_idle: true,
             ..UploadSettings::default()
         },
     )

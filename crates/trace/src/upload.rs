@@ -87,6 +87,10 @@ pub struct UploadSettings {
     pub final_retry_backoff: Duration,
     pub final_retry_backoff_max: Duration,
     pub accepted_wait_limit: Duration,
+    /// While the job prints nothing, send an empty PATCH (GitLab's keep-alive) every update interval, so
+    /// a cancel is seen within one interval instead of at the next keep-alive PUT. Off by default
+    /// (gitlab-runner's behaviour: a silent job learns of a cancel only after `force_send_interval`).
+    pub check_status_when_idle: bool,
 }
 
 impl Default for UploadSettings {
@@ -99,6 +103,7 @@ impl Default for UploadSettings {
             final_retry_backoff: FINAL_RETRY_BACKOFF,
             final_retry_backoff_max: FINAL_RETRY_BACKOFF_MAX,
             accepted_wait_limit: ACCEPTED_WAIT_LIMIT,
+            check_status_when_idle: false,
         }
     }
 }
@@ -376,6 +381,32 @@ impl<A: TraceApi> Worker<A> {
             }
         } else if p.last_contact.elapsed() >= self.settings.force_send_interval {
             self.keep_alive(p).await;
+        } else if self.settings.check_status_when_idle {
+            self.check_status(p).await;
+        }
+    }
+
+    /// An empty PATCH at the current offset: stores nothing, answers with the job's status.
+    async fn check_status(&self, p: &mut Progress) {
+        let reply = self
+            .api
+            .patch_trace(
+                self.job.id,
+                &self.job.token,
+                p.sent,
+                Bytes::new(),
+                self.job.debug_trace,
+            )
+            .await;
+        match reply {
+            Ok(r) => {
+                p.apply_interval(r.update_interval);
+                if let Some(answer) = self.observe(r.status, r.job_status.as_ref()) {
+                    tracing::info!(job_id = self.job.id, %answer, "GitLab refused the job's status check; stopping trace updates");
+                    p.stopped = true;
+                }
+            }
+            Err(e) => tracing::debug!(job_id = self.job.id, error = %e, "status check failed"),
         }
     }
 
