@@ -41,7 +41,10 @@ pub enum EnqueueError {
          or was deleted; fix: pass the id returned by add_runner(), or leave runner_id unset"
     )]
     UnknownRunner(i64),
-    #[error("job spec's project {project} is served by this coordinator, but {source}")]
+    #[error(
+        "job spec's project {project} is served by this coordinator, so its ref and sha must exist \
+         there (JobSpec::repository(&project) builds the ref's tip), but {source}"
+    )]
     Repository {
         project: String,
         #[source]

@@ -932,7 +932,9 @@ fn basic(token: &str) -> String {
 async fn a_client_that_goes_away_mid_response_kills_the_backend() {
     let s = setup(Options::default()).await;
     let tree = tmp();
-    for i in 0..4 {
+    // 16 MB of pack: more than loopback socket buffers (4 MB send buffer at most) can absorb, so
+    // the backend is still writing when the client hangs up.
+    for i in 0..16 {
         std::fs::write(tree.path().join(format!("f{i}")), noise(1024 * 1024, 7 + i)).unwrap();
     }
     let project =
