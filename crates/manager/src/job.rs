@@ -13,7 +13,7 @@ use glrunner_trace::format;
 use glrunner_trace::upload::{UploadJob, UploadSettings};
 use glrunner_trace::{FinalUpdate, JobControl, Trace, TraceConfig, Uploader};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Runs one job to its final update.
@@ -177,7 +177,14 @@ enum Acceptance {
     Gone(String),
 }
 
-/// `PUT state=running` right after the job arrives: the acknowledgement of two-phase commit.
+/// Attempts of the acknowledging PUT when the connection fails (HTTP errors are retried by the client).
+const ACK_ATTEMPTS: u32 = 3;
+/// Wait before the second attempt; it doubles for each further one.
+const ACK_RETRY_WAIT: Duration = Duration::from_secs(1);
+
+/// `PUT state=running` right after the job arrives: the acknowledgement of two-phase commit. A lost
+/// acknowledgement leaves the job pending in GitLab, which hands it to another runner when its window
+/// closes, so a failed connection is retried a few times before the job runs unacknowledged.
 async fn accept(entry: &RunnerEntry, job: &JobResponse) -> Acceptance {
     let req = UpdateJobRequest {
         info: entry.info.clone(),
@@ -185,23 +192,40 @@ async fn accept(entry: &RunnerEntry, job: &JobResponse) -> Acceptance {
         state: JobState::Running,
         ..UpdateJobRequest::default()
     };
-    match entry.client.update_job(job.id, &req).await {
-        Ok(UpdateJobReply {
-            job_status: Some(RemoteJobStatus::Canceling),
-            ..
-        }) => Acceptance::Canceling,
-        Ok(UpdateJobReply {
-            job_status: Some(s),
-            ..
-        }) if s.is_abort() => Acceptance::Gone(s.to_string()),
-        Ok(UpdateJobReply { status: 403, .. }) => Acceptance::Gone("403 Forbidden".into()),
-        Ok(_) => Acceptance::Run,
-        Err(e) => {
-            // As gitlab-runner: a failed acknowledgement does not stop the job; the trace loop will tell.
-            tracing::warn!(job = job.id, "acknowledging the job failed: {e}");
-            Acceptance::Run
+    let mut wait = ACK_RETRY_WAIT;
+    for attempt in 1..=ACK_ATTEMPTS {
+        match entry.client.update_job(job.id, &req).await {
+            Ok(UpdateJobReply {
+                job_status: Some(RemoteJobStatus::Canceling),
+                ..
+            }) => return Acceptance::Canceling,
+            Ok(UpdateJobReply {
+                job_status: Some(s),
+                ..
+            }) if s.is_abort() => return Acceptance::Gone(s.to_string()),
+            Ok(UpdateJobReply { status: 403, .. }) => {
+                return Acceptance::Gone("403 Forbidden".into());
+            }
+            Ok(_) => return Acceptance::Run,
+            Err(e) if attempt < ACK_ATTEMPTS => {
+                tracing::warn!(
+                    job = job.id,
+                    "acknowledging the job failed (attempt {attempt} of {ACK_ATTEMPTS}); trying again in {}: {e}",
+                    crate::health::humanize(wait)
+                );
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            Err(e) => {
+                // As gitlab-runner: a failed acknowledgement does not stop the job; the trace loop will tell.
+                tracing::warn!(
+                    job = job.id,
+                    "acknowledging the job failed; running it anyway: {e}"
+                );
+            }
         }
     }
+    Acceptance::Run
 }
 
 fn start_uploader(
