@@ -1,0 +1,21 @@
+//! BENCHMARKS.md: each benchmark owns the section between its markers and rewrites only that.
+
+use std::path::Path;
+
+pub fn write_section(file: &Path, name: &str, body: &str) -> std::io::Result<()> {
+    let start = format!("<!-- bench:{name}:start -->");
+    let end = format!("<!-- bench:{name}:end -->");
+    let current = std::fs::read_to_string(file).unwrap_or_else(|_| {
+        "# glrunner benchmarks\n\nEvery figure here was produced by the command shown with it; \
+         benchmarks measure, they never assert.\n"
+            .to_owned()
+    });
+    let section = format!("{start}\n{body}\n{end}");
+    let updated = match (current.find(&start), current.find(&end)) {
+        (Some(s), Some(e)) if e > s => {
+            format!("{}{}{}", &current[..s], section, &current[e + end.len()..])
+        }
+        _ => format!("{}\n{}\n", current.trim_end(), section),
+    };
+    std::fs::write(file, updated)
+}
