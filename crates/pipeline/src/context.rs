@@ -31,6 +31,12 @@ pub struct LocalContext {
     pub pipeline_created_at: SystemTime,
     /// Clone depth unless the job sets `GIT_DEPTH`; 0 means a full clone.
     pub git_depth: u32,
+    /// `CI_PIPELINE_SOURCE`: `push` unless set (e.g. `web`, `schedule`, `merge_request_event` to see
+    /// which jobs such a pipeline would run).
+    pub pipeline_source: String,
+    /// Variables the user passes for this run, like variables given when running a pipeline in GitLab:
+    /// visible to `rules:` and `workflow:rules`, and last (so winning) in every payload.
+    pub variables: Vec<(String, String)>,
     next_job_id: AtomicI64,
 }
 
@@ -61,6 +67,8 @@ impl LocalContext {
             pipeline_id: 1,
             pipeline_created_at: SystemTime::now(),
             git_depth: DEFAULT_GIT_DEPTH,
+            pipeline_source: "push".to_owned(),
+            variables: Vec::new(),
             next_job_id: AtomicI64::new(1),
         }
     }
@@ -68,6 +76,18 @@ impl LocalContext {
     /// Start job ids at `first` (e.g. to keep ids unique across runs).
     pub fn with_first_job_id(self, first: i64) -> Self {
         self.next_job_id.store(first, Ordering::Relaxed);
+        self
+    }
+
+    /// Add a variable for this run (see [`LocalContext::variables`]).
+    pub fn with_variable(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.variables.push((key.into(), value.into()));
+        self
+    }
+
+    /// Run as a pipeline of another source (see [`LocalContext::pipeline_source`]).
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.pipeline_source = source.into();
         self
     }
 

@@ -10,6 +10,9 @@
 //! saphyr implements YAML 1.2, which has no merge keys, so `<<` is applied here with the semantics of
 //! Ruby's Psych, which GitLab uses: merged keys are assigned in place of the `<<` entry, so a key written
 //! after `<<` overrides the merged one; in `<<: [*a, *b]` the earlier mapping wins.
+//!
+//! A pipeline can span several files (`include: local`), so every [`Mark`] names its file by an index
+//! into the [`Source`]'s file table, and errors point into the file the value was written in.
 
 use crate::error::{Location, PipelineError};
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
@@ -19,19 +22,31 @@ use std::path::{Path, PathBuf};
 /// Nesting deeper than this is refused instead of risking the stack.
 const MAX_DEPTH: usize = 200;
 
-/// A 1-based line and column in the source file.
+/// A 1-based line and column in one of the pipeline's files.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Mark {
     pub line: usize,
     pub column: usize,
+    /// Index into the [`Source`]'s files; 0 is the main pipeline file.
+    pub file: u32,
 }
 
 impl Mark {
-    fn from_saphyr(m: saphyr::Marker) -> Self {
+    /// A position in the main file.
+    pub fn new(line: usize, column: usize) -> Self {
+        Self {
+            line,
+            column,
+            file: 0,
+        }
+    }
+
+    fn from_saphyr(m: saphyr::Marker, file: u32) -> Self {
         Self {
             line: m.line(),
             // saphyr counts columns from 0, editors from 1.
             column: m.col() + 1,
+            file,
         }
     }
 }
@@ -78,8 +93,28 @@ impl Mapping {
         self.entries.iter().find(|e| e.key == key)
     }
 
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
+        self.entries
+            .iter_mut()
+            .find(|e| e.key == key)
+            .map(|e| &mut e.value)
+    }
+
     pub fn iter(&self) -> std::slice::Iter<'_, Entry> {
         self.entries.iter()
+    }
+
+    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, Entry> {
+        self.entries.iter_mut()
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<Entry> {
+        let index = self.entries.iter().position(|e| e.key == key)?;
+        Some(self.entries.remove(index))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.key.as_str())
     }
 
     pub fn len(&self) -> usize {
@@ -96,6 +131,44 @@ impl Mapping {
             Some(existing) => existing.value = entry.value,
             None => self.entries.push(entry),
         }
+    }
+
+    /// ActiveSupport's `deep_merge!`, which GitLab uses for `include` and `extends`: mappings merge key
+    /// by key, anything else (lists included) from `other` replaces the value. Keys keep their first
+    /// position; new keys go last. A replaced key takes the position mark of the value that won.
+    pub fn deep_merge(&mut self, other: Mapping) {
+        for entry in other.entries {
+            match self.entries.iter_mut().find(|e| e.key == entry.key) {
+                Some(existing) => match (&mut existing.value.value, entry.value.value) {
+                    (Value::Map(mine), Value::Map(theirs)) => mine.deep_merge(theirs),
+                    (_, value) => {
+                        existing.key_mark = entry.key_mark;
+                        existing.value = Node {
+                            value,
+                            mark: entry.value.mark,
+                        };
+                    }
+                },
+                None => self.entries.push(entry),
+            }
+        }
+    }
+}
+
+impl IntoIterator for Mapping {
+    type Item = Entry;
+    type IntoIter = std::vec::IntoIter<Entry>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.into_iter()
+    }
+}
+
+impl FromIterator<Entry> for Mapping {
+    fn from_iter<T: IntoIterator<Item = Entry>>(iter: T) -> Self {
+        let mut mapping = Mapping::default();
+        iter.into_iter().for_each(|e| mapping.assign(e));
+        mapping
     }
 }
 
@@ -141,27 +214,49 @@ fn ruby_float(f: f64) -> String {
     }
 }
 
-/// The file a document came from, to turn [`Mark`]s into [`Location`]s.
+/// The files a pipeline was read from (the main file first, then each included one), to turn
+/// [`Mark`]s into [`Location`]s.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
-    pub file: PathBuf,
+    files: Vec<PathBuf>,
 }
 
 impl Source {
     pub fn new(file: impl Into<PathBuf>) -> Self {
-        Self { file: file.into() }
+        Self {
+            files: vec![file.into()],
+        }
     }
 
     pub fn at(&self, mark: Mark) -> Location {
         Location {
-            file: self.file.clone(),
+            file: self.file(mark.file).to_path_buf(),
             line: mark.line,
             column: mark.column,
         }
     }
 
+    /// The main pipeline file.
     pub fn path(&self) -> &Path {
-        &self.file
+        &self.files[0]
+    }
+
+    /// File `id`, or the main file for an id this table never handed out.
+    pub fn file(&self, id: u32) -> &Path {
+        self.files
+            .get(id as usize)
+            .unwrap_or(&self.files[0])
+            .as_path()
+    }
+
+    /// Register another file of the pipeline; its marks carry the returned id.
+    pub fn add(&mut self, file: impl Into<PathBuf>) -> u32 {
+        self.files.push(file.into());
+        u32::try_from(self.files.len() - 1).unwrap_or(u32::MAX)
+    }
+
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
     }
 }
 
@@ -177,41 +272,55 @@ impl Document {
     /// Parse `text`, which was read from `file` (used in error locations only).
     pub fn parse(text: &str, file: impl Into<PathBuf>) -> Result<Self, PipelineError> {
         let source = Source::new(file);
-        let docs = MarkedYaml::load_from_str(text).map_err(|e| syntax_error(&source, &e))?;
-        let mut docs: Vec<MarkedYaml<'_>> = docs.into_iter().filter(|d| !is_empty_doc(d)).collect();
-        let first = match docs.len() {
-            0 => {
-                return Err(PipelineError::invalid(
-                    source.at(Mark { line: 1, column: 1 }),
-                    "the pipeline file is empty",
-                    "add at least one job, e.g.\n    test:\n      script:\n        - echo hello",
-                ));
-            }
-            1 => docs.remove(0),
-            _ => {
-                let second = docs.remove(1);
-                let header = docs.remove(0);
-                let at = source.at(Mark::from_saphyr(second.span.start));
-                return Err(multi_document_error(&source, header, at));
-            }
-        };
-        let Node { value, mark } = convert(&source, first, 0)?;
-        match value {
-            Value::Map(root) => Ok(Self {
-                source,
-                root,
-                root_mark: mark,
-            }),
-            other => Err(PipelineError::invalid(
-                source.at(mark),
-                format!(
-                    "the top level of the pipeline file is {}, not a mapping",
-                    other.kind()
-                ),
-                "write jobs and keywords as `name:` entries at the top level, e.g.\n    stages: [build]\n    \
-                 build:\n      script: make",
-            )),
+        let (root, root_mark) = parse_file(text, &source, 0)?;
+        Ok(Self {
+            source,
+            root,
+            root_mark,
+        })
+    }
+}
+
+/// Parse the text of file `file` of `source` into its top-level mapping.
+pub fn parse_file(
+    text: &str,
+    source: &Source,
+    file: u32,
+) -> Result<(Mapping, Mark), PipelineError> {
+    let docs = MarkedYaml::load_from_str(text).map_err(|e| syntax_error(source, &e, file))?;
+    let mut docs: Vec<MarkedYaml<'_>> = docs.into_iter().filter(|d| !is_empty_doc(d)).collect();
+    let first = match docs.len() {
+        0 => {
+            return Err(PipelineError::invalid(
+                source.at(Mark {
+                    line: 1,
+                    column: 1,
+                    file,
+                }),
+                "the pipeline file is empty",
+                "add at least one job, e.g.\n    test:\n      script:\n        - echo hello",
+            ));
         }
+        1 => docs.remove(0),
+        _ => {
+            let second = docs.remove(1);
+            let header = docs.remove(0);
+            let at = source.at(Mark::from_saphyr(second.span.start, file));
+            return Err(multi_document_error(source, header, at, file));
+        }
+    };
+    let Node { value, mark } = convert(source, first, 0, file)?;
+    match value {
+        Value::Map(root) => Ok((root, mark)),
+        other => Err(PipelineError::invalid(
+            source.at(mark),
+            format!(
+                "the top level of the pipeline file is {}, not a mapping",
+                other.kind()
+            ),
+            "write jobs and keywords as `name:` entries at the top level, e.g.\n    stages: [build]\n    \
+                 build:\n      script: make",
+        )),
     }
 }
 
@@ -219,11 +328,18 @@ fn is_empty_doc(doc: &MarkedYaml<'_>) -> bool {
     matches!(doc.data, YamlData::BadValue | YamlData::Value(Scalar::Null))
 }
 
-fn multi_document_error(source: &Source, header: MarkedYaml<'_>, at: Location) -> PipelineError {
-    let has_spec = convert(source, header, 0).ok().and_then(|n| match n.value {
-        Value::Map(m) => m.entry("spec").map(|e| e.key_mark),
-        _ => None,
-    });
+fn multi_document_error(
+    source: &Source,
+    header: MarkedYaml<'_>,
+    at: Location,
+    file: u32,
+) -> PipelineError {
+    let has_spec = convert(source, header, 0, file)
+        .ok()
+        .and_then(|n| match n.value {
+            Value::Map(m) => m.entry("spec").map(|e| e.key_mark),
+            _ => None,
+        });
     match has_spec {
         Some(mark) => PipelineError::Unsupported(crate::error::UnsupportedKey {
             at: source.at(mark),
@@ -241,8 +357,8 @@ fn multi_document_error(source: &Source, header: MarkedYaml<'_>, at: Location) -
     }
 }
 
-fn syntax_error(source: &Source, e: &saphyr::ScanError) -> PipelineError {
-    let mark = Mark::from_saphyr(*e.marker());
+fn syntax_error(source: &Source, e: &saphyr::ScanError, file: u32) -> PipelineError {
+    let mark = Mark::from_saphyr(*e.marker(), file);
     let message = if e.info().contains("duplicated key") {
         "the same key appears twice in one mapping (GitLab would silently keep only the last one); \
          rename or remove one of them"
@@ -256,8 +372,13 @@ fn syntax_error(source: &Source, e: &saphyr::ScanError) -> PipelineError {
     }
 }
 
-fn convert(source: &Source, node: MarkedYaml<'_>, depth: usize) -> Result<Node, PipelineError> {
-    let mark = Mark::from_saphyr(node.span.start);
+fn convert(
+    source: &Source,
+    node: MarkedYaml<'_>,
+    depth: usize,
+    file: u32,
+) -> Result<Node, PipelineError> {
+    let mark = Mark::from_saphyr(node.span.start, file);
     if depth > MAX_DEPTH {
         return Err(PipelineError::invalid(
             source.at(mark),
@@ -277,20 +398,20 @@ fn convert(source: &Source, node: MarkedYaml<'_>, depth: usize) -> Result<Node, 
         YamlData::Sequence(items) => Value::Seq(
             items
                 .into_iter()
-                .map(|item| convert(source, item, depth + 1))
+                .map(|item| convert(source, item, depth + 1, file))
                 .collect::<Result<_, _>>()?,
         ),
         YamlData::Mapping(map) => {
             let mut mapping = Mapping::default();
             for (key, value) in map {
-                let key_mark = Mark::from_saphyr(key.span.start);
+                let key_mark = Mark::from_saphyr(key.span.start, file);
                 let is_merge = matches!(&key.data, YamlData::Value(Scalar::String(s)) if s == "<<");
-                let value = convert(source, value, depth + 1)?;
+                let value = convert(source, value, depth + 1, file)?;
                 if is_merge {
                     merge_into(source, &mut mapping, value)?;
                     continue;
                 }
-                let key = key_string(source, key, key_mark)?;
+                let key = key_string(source, key, key_mark, file)?;
                 mapping.assign(Entry {
                     key,
                     key_mark,
@@ -300,7 +421,7 @@ fn convert(source: &Source, node: MarkedYaml<'_>, depth: usize) -> Result<Node, 
             Value::Map(mapping)
         }
         YamlData::Tagged(tag, inner) => {
-            let inner = convert(source, *inner, depth + 1)?;
+            let inner = convert(source, *inner, depth + 1, file)?;
             Value::Tagged(tag.to_string(), Box::new(inner))
         }
         YamlData::Alias(_) | YamlData::BadValue => {
@@ -315,8 +436,13 @@ fn convert(source: &Source, node: MarkedYaml<'_>, depth: usize) -> Result<Node, 
     Ok(Node { value, mark })
 }
 
-fn key_string(source: &Source, key: MarkedYaml<'_>, mark: Mark) -> Result<String, PipelineError> {
-    let value = convert(source, key, 0)?.value;
+fn key_string(
+    source: &Source,
+    key: MarkedYaml<'_>,
+    mark: Mark,
+    file: u32,
+) -> Result<String, PipelineError> {
+    let value = convert(source, key, 0, file)?.value;
     value.scalar_string().ok_or_else(|| {
         PipelineError::invalid(
             source.at(mark),
@@ -413,11 +539,8 @@ mod tests {
         };
         assert_eq!(tag, "!reference");
         assert!(matches!(inner.value, Value::Seq(_)));
-        assert_eq!(script[0].mark, Mark { line: 3, column: 7 });
-        assert_eq!(
-            root.entry("job").unwrap().key_mark,
-            Mark { line: 1, column: 1 }
-        );
+        assert_eq!(script[0].mark, Mark::new(3, 7));
+        assert_eq!(root.entry("job").unwrap().key_mark, Mark::new(1, 1));
     }
 
     #[test]

@@ -19,6 +19,16 @@ pub enum DurationError {
 
 /// Parse a GitLab duration.
 pub fn parse(text: &str) -> Result<Duration, DurationError> {
+    let duration = parse_unbounded(text)?;
+    if duration > LIMIT {
+        Err(DurationError::TooLong(text.to_owned()))
+    } else {
+        Ok(duration)
+    }
+}
+
+/// Parse a GitLab duration of any length (`artifacts:expire_in` may be years).
+pub fn parse_unbounded(text: &str) -> Result<Duration, DurationError> {
     let unreadable = || DurationError::Unreadable(text.to_owned());
     let normalised = text
         .to_ascii_lowercase()
@@ -38,8 +48,6 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
     };
     if duration.is_zero() {
         Err(DurationError::Zero(text.to_owned()))
-    } else if duration > LIMIT {
-        Err(DurationError::TooLong(text.to_owned()))
     } else {
         Ok(duration)
     }

@@ -79,6 +79,29 @@ pub enum PipelineError {
     Unsupported(UnsupportedKey),
 
     #[error(
+        "{}no pipeline would be created for this commit ({context}): {reason}\n  likely cause: \
+         `workflow:rules` only allow other refs or sources\n  fix: run on a branch the rules allow, set the \
+         variables they test (e.g. `--env NAME=value`), or change `workflow:rules`",
+        at.as_ref().map(|a| format!("{a}: ")).unwrap_or_default()
+    )]
+    NotCreated {
+        /// The rule that decided, if one matched.
+        at: Option<Location>,
+        reason: String,
+        /// The ref and pipeline source the rules were evaluated for.
+        context: String,
+    },
+
+    #[error(
+        "job `{job}` is not part of the pipeline for this commit: {reason}\n  fix: run it on a ref its \
+         rules allow, set the variables they test (e.g. `--env NAME=value`), or run another job"
+    )]
+    NotInPipeline { job: String, reason: String },
+
+    #[error("{0}")]
+    Plan(#[from] crate::plan::PlanError),
+
+    #[error(
         "there is no job named `{name}` in {}\n  available jobs: {}\n  fix: pass one of these names \
          (names starting with `.` are hidden templates and never run)",
         file.display(),
@@ -109,7 +132,11 @@ impl PipelineError {
         match self {
             Self::Syntax { at, .. } | Self::Invalid { at, .. } => Some(at),
             Self::Unsupported(u) => Some(&u.at),
-            Self::Read { .. } | Self::UnknownJob { .. } => None,
+            Self::NotCreated { at, .. } => at.as_ref(),
+            Self::Read { .. }
+            | Self::UnknownJob { .. }
+            | Self::NotInPipeline { .. }
+            | Self::Plan(_) => None,
         }
     }
 }

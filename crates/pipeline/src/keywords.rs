@@ -23,9 +23,22 @@ const JOB_SUPPORTED: &[&str] = &[
     "stage",
     "timeout",
     "image",
+    "services",
     "allow_failure",
-    // Only `when: on_success`; other values are refused where `when` is read.
     "when",
+    "start_in",
+    "rules",
+    "only",
+    "except",
+    "needs",
+    "dependencies",
+    // Applied while resolving the document; still present in the merged job.
+    "extends",
+    "parallel",
+    "artifacts",
+    "cache",
+    "inherit",
+    "hooks",
 ];
 
 /// Job keys that change nothing about what runs in a local job.
@@ -36,63 +49,15 @@ const JOB_IGNORED: &[&str] = &[
     "environment",
     "coverage",
     "resource_group",
+    "manual_confirmation",
 ];
 
 /// Job keys GitLab knows and glrunner cannot run yet, each with its fix.
 const JOB_UNSUPPORTED: &[(&str, &str)] = &[
     (
-        "rules",
-        "delete `rules:` from the job to run it locally; glrunner runs the job you name and does not \
-         evaluate rules yet",
-    ),
-    (
-        "only",
-        "delete `only:` from the job to run it locally; glrunner runs the job you name and does not \
-         evaluate only/except yet",
-    ),
-    (
-        "except",
-        "delete `except:` from the job to run it locally; glrunner runs the job you name and does not \
-         evaluate only/except yet",
-    ),
-    (
-        "needs",
-        "delete `needs:`; glrunner runs one job at a time and does not pass artifacts between jobs yet",
-    ),
-    (
-        "dependencies",
-        "delete `dependencies:`; glrunner does not pass artifacts between jobs yet",
-    ),
-    (
-        "extends",
-        "copy the keys of the templates named in `extends:` into the job and delete `extends:`",
-    ),
-    (
-        "parallel",
-        "delete `parallel:` and set what one instance needs under `variables:` (e.g. the matrix values, \
-         or CI_NODE_INDEX and CI_NODE_TOTAL)",
-    ),
-    (
-        "artifacts",
-        "delete `artifacts:`; locally the job's files stay in its build directory",
-    ),
-    (
-        "cache",
-        "delete `cache:`; glrunner does not keep a cache between local jobs yet",
-    ),
-    (
-        "services",
-        "delete `services:`, start the service yourself (e.g. `docker run -d -p 5432:5432 postgres:16`) and \
-         point the job's variables at it",
-    ),
-    (
         "trigger",
         "trigger jobs start downstream pipelines on GitLab; run the downstream project's jobs with \
          `glrunner exec` in that project instead",
-    ),
-    (
-        "inherit",
-        "delete `inherit:` and write the defaults and variables this job should have in the job itself",
     ),
     (
         "release",
@@ -107,24 +72,12 @@ const JOB_UNSUPPORTED: &[(&str, &str)] = &[
         "delete `id_tokens:` and set the tokens the job needs under `variables:`",
     ),
     (
-        "hooks",
-        "move the `hooks:pre_get_sources_script` commands into `before_script:` and delete `hooks:`",
-    ),
-    (
         "pages",
         "delete `pages:`; GitLab Pages are published by GitLab",
     ),
     (
         "publish",
         "delete `publish:`; GitLab Pages are published by GitLab",
-    ),
-    (
-        "start_in",
-        "delete `when: delayed` and `start_in:`; glrunner runs the job you name right away",
-    ),
-    (
-        "manual_confirmation",
-        "delete `when: manual` and `manual_confirmation:`; glrunner runs the job you name right away",
     ),
     (
         "identity",
@@ -145,9 +98,27 @@ const JOB_UNSUPPORTED: &[(&str, &str)] = &[
 ];
 
 /// Keys allowed under `default:` in GitLab.
-const DEFAULT_SUPPORTED: &[&str] = &["before_script", "after_script", "image", "timeout"];
+pub const DEFAULT_SUPPORTED: &[&str] = &[
+    "before_script",
+    "after_script",
+    "image",
+    "timeout",
+    "services",
+    "cache",
+    "artifacts",
+    "hooks",
+];
 const DEFAULT_IGNORED: &[&str] = &["interruptible", "retry", "tags"];
-const DEFAULT_UNSUPPORTED: &[&str] = &["services", "cache", "artifacts", "hooks", "id_tokens"];
+const DEFAULT_UNSUPPORTED: &[&str] = &["id_tokens"];
+
+/// Every key `default:` may hold: the values `inherit:default` may list.
+pub fn default_keys() -> impl Iterator<Item = &'static str> {
+    DEFAULT_SUPPORTED
+        .iter()
+        .chain(DEFAULT_IGNORED)
+        .chain(DEFAULT_UNSUPPORTED)
+        .copied()
+}
 
 pub fn job_keyword(key: &str) -> Keyword {
     if JOB_SUPPORTED.contains(&key) {
@@ -213,10 +184,17 @@ mod tests {
     fn classifies_job_keys() {
         assert_eq!(job_keyword("script"), Keyword::Supported);
         assert_eq!(job_keyword("tags"), Keyword::Ignored);
-        assert!(matches!(job_keyword("rules"), Keyword::Unsupported(fix) if fix.contains("rules")));
+        assert_eq!(job_keyword("rules"), Keyword::Supported);
+        assert!(
+            matches!(job_keyword("trigger"), Keyword::Unsupported(fix) if fix.contains("downstream"))
+        );
         assert_eq!(job_keyword("scirpt"), Keyword::Unknown);
         assert_eq!(default_keyword("image"), Keyword::Supported);
-        assert!(matches!(default_keyword("cache"), Keyword::Unsupported(_)));
+        assert_eq!(default_keyword("cache"), Keyword::Supported);
+        assert!(matches!(
+            default_keyword("id_tokens"),
+            Keyword::Unsupported(_)
+        ));
         assert_eq!(default_keyword("stage"), Keyword::Unknown);
     }
 

@@ -1,15 +1,46 @@
 //! The job payload GitLab would send for a local job: predefined variables in GitLab's order, the
-//! `script` and `after_script` steps, image, timeout, and git facts pointing at the local repository.
+//! `script` and `after_script` steps, image and services, artifacts and cache entries, hooks, the
+//! jobs whose artifacts it downloads, timeout, and git facts pointing at the local repository.
 
+use crate::artifacts;
+use crate::cache::{self, KeyFacts};
 use crate::context::LocalContext;
 use crate::git::GitFacts;
-use crate::job::{ImageSpec, Job};
+use crate::job::{ImageSpec, Job, ServiceSpec};
+use crate::variables::YamlVariable;
+use crate::worktree::Worktree;
 use glrunner_protocol::{
-    GitInfo, Image, JobFeatures, JobInfo, JobResponse, JobVariable, RefType, RunnerInfo,
-    STEP_AFTER_SCRIPT, STEP_SCRIPT, Secret, Step, When,
+    ArtifactsFile, Dependency, GitInfo, Hook, Image, JobFeatures, JobInfo, JobResponse,
+    JobVariable, RefType, RunnerInfo, STEP_AFTER_SCRIPT, STEP_SCRIPT, Secret, Step, When,
 };
 use rand::Rng;
+use std::path::PathBuf;
 use std::time::SystemTime;
+
+/// What a payload needs beyond the job: facts of the pipeline run it is part of.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// `CI_CONFIG_PATH`.
+    pub config_path: String,
+    /// `CI_PIPELINE_NAME` (`workflow:name`, expanded).
+    pub pipeline_name: Option<String>,
+    /// The job's YAML variables when a plan computed them (workflow and rule variables applied);
+    /// `None`: the job's own.
+    pub variables: Option<Vec<YamlVariable>>,
+    /// Jobs whose artifacts this job downloads.
+    pub dependencies: Vec<DependencyArtifacts>,
+    /// Variables from the dependencies' `dotenv` reports.
+    pub dependency_variables: Vec<(String, String)>,
+}
+
+/// An earlier job of the run, as a dependency of this one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DependencyArtifacts {
+    pub id: i64,
+    pub name: String,
+    /// The archive the earlier job produced, and its size; `None` when it produced none.
+    pub archive: Option<(PathBuf, u64)>,
+}
 
 /// GitLab's default project timeout, used when neither the job nor `default:` sets one.
 pub const DEFAULT_TIMEOUT_SECONDS: u64 = 3600;
@@ -29,16 +60,15 @@ const FAILURE_REASONS: &[&str] = &[
     "runner_interrupted",
 ];
 
-/// Build the payload for `job`. `config_path` is the pipeline file relative to the project directory.
-pub fn build(job: &Job, config_path: &str, ctx: &LocalContext) -> JobResponse {
+/// Build the payload for `job`, taking the next job id from `ctx`.
+pub fn build(job: &Job, ctx: &LocalContext, extras: &Extras) -> JobResponse {
     let id = ctx.next_job_id();
     let token = job_token();
     let timeout = job.timeout.map_or(DEFAULT_TIMEOUT_SECONDS, |t| t.as_secs());
-    let repo_url = url::Url::from_file_path(&ctx.project_dir)
-        .map_or_else(|()| ctx.project_dir.display().to_string(), String::from);
-    let variables = variables(job, id, &token, &repo_url, config_path, ctx);
-    let depth = job
-        .variables
+    let repo_url = repo_url(ctx);
+    let yaml = extras.variables.as_deref().unwrap_or(&job.variables);
+    let variables = variables(job, yaml, id, &token, &repo_url, ctx, extras);
+    let depth = yaml
         .iter()
         .rev()
         .find(|v| v.key == "GIT_DEPTH")
@@ -47,7 +77,7 @@ pub fn build(job: &Job, config_path: &str, ctx: &LocalContext) -> JobResponse {
     let git = &ctx.git;
     JobResponse {
         id,
-        token: Secret::new(token),
+        token: Secret::new(token.clone()),
         allow_git_fetch: true,
         job_info: JobInfo {
             id,
@@ -76,7 +106,39 @@ pub fn build(job: &Job, config_path: &str, ctx: &LocalContext) -> JobResponse {
         },
         variables,
         steps: steps(job, timeout),
+        hooks: job
+            .hooks
+            .iter()
+            .map(|(name, script)| Hook {
+                name: name.clone(),
+                script: script.clone(),
+            })
+            .collect(),
         image: job.image.as_ref().map(image),
+        services: job.services.iter().map(service).collect(),
+        artifacts: job.artifacts.as_ref().and_then(artifacts::payload),
+        cache: cache::payload(
+            &job.cache,
+            &KeyFacts {
+                project_dir: &ctx.project_dir,
+                repository: ctx.git.repository,
+                worktree: &|| Worktree::list(&ctx.project_dir),
+            },
+        ),
+        dependencies: extras
+            .dependencies
+            .iter()
+            .map(|d| Dependency {
+                id: d.id,
+                name: d.name.clone(),
+                // GitLab hands out the running job's token for downloading dependencies.
+                token: Secret::new(token.clone()),
+                artifacts_file: d.archive.as_ref().map(|(path, size)| ArtifactsFile {
+                    filename: path.display().to_string(),
+                    size: *size,
+                }),
+            })
+            .collect(),
         features: JobFeatures {
             trace_sections: true,
             failure_reasons: FAILURE_REASONS.iter().map(|r| (*r).to_owned()).collect(),
@@ -133,6 +195,25 @@ fn image(spec: &ImageSpec) -> Image {
     }
 }
 
+fn service(spec: &ServiceSpec) -> Image {
+    Image {
+        alias: spec.alias.clone(),
+        command: spec.command.clone(),
+        variables: spec
+            .variables
+            .iter()
+            .map(|v| JobVariable::new(&v.key, &v.value))
+            .collect(),
+        ..image(&spec.image)
+    }
+}
+
+/// The repository URL of a local payload: the project directory as a `file://` URL.
+fn repo_url(ctx: &LocalContext) -> String {
+    url::Url::from_file_path(&ctx.project_dir)
+        .map_or_else(|()| ctx.project_dir.display().to_string(), String::from)
+}
+
 /// What to fetch from the local repository. GitLab's `refs/pipelines/<id>` does not exist locally, so
 /// HEAD is fetched into it instead; then the branch or tag as GitLab adds them.
 fn refspecs(git: &GitFacts, pipeline_id: i64, depth: u32) -> Vec<String> {
@@ -152,14 +233,96 @@ fn refspecs(git: &GitFacts, pipeline_id: i64, depth: u32) -> Vec<String> {
 }
 
 /// The variables in GitLab's order: the job's persisted ones, job, project and pipeline predefined
-/// ones, the YAML variables, then the user's. Later duplicates win in the runner.
+/// ones, the YAML variables, the dependencies' dotenv variables, then the user's (pipeline variables).
+/// Later duplicates win in the runner.
 fn variables(
     job: &Job,
+    yaml: &[YamlVariable],
     id: i64,
     token: &str,
     repo_url: &str,
-    config_path: &str,
     ctx: &LocalContext,
+    extras: &Extras,
+) -> Vec<JobVariable> {
+    let mut vars = vec![
+        pv("CI_PIPELINE_ID", &ctx.pipeline_id.to_string()),
+        pv(
+            "CI_PIPELINE_URL",
+            &format!("{}/-/pipelines/{}", project_url(ctx), ctx.pipeline_id),
+        ),
+        pv("CI_JOB_ID", &id.to_string()),
+        pv("CI_JOB_URL", &format!("{}/-/jobs/{id}", project_url(ctx))),
+        hidden("CI_JOB_TOKEN", token, true),
+        pv(
+            "CI_JOB_STARTED_AT",
+            &humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        ),
+        hidden("CI_REPOSITORY_URL", repo_url, false),
+    ];
+    vars.extend(job_predefined(job));
+    vars.extend(pipeline_predefined(
+        ctx,
+        &extras.config_path,
+        extras.pipeline_name.as_deref(),
+    ));
+    for var in yaml {
+        vars.push(JobVariable {
+            raw: var.raw,
+            ..pv(&var.key, &var.value)
+        });
+    }
+    for (key, value) in &extras.dependency_variables {
+        vars.push(pv(key, value));
+    }
+    vars.extend(user_identity(ctx));
+    for (key, value) in &ctx.variables {
+        vars.push(pv(key, value));
+    }
+    vars
+}
+
+/// `CI_JOB_NAME`, `CI_JOB_STAGE`, `CI_NODE_*`: known before the job exists, so `rules:` see them.
+pub fn job_predefined(job: &Job) -> Vec<JobVariable> {
+    let mut vars = vec![
+        pv("CI_JOB_NAME", &job.name),
+        pv("CI_JOB_NAME_SLUG", &slugify(&job.name)),
+        pv("CI_JOB_STAGE", &job.stage),
+    ];
+    if let Some((index, _)) = job.node {
+        vars.push(pv("CI_NODE_INDEX", &index.to_string()));
+    }
+    vars.push(pv(
+        "CI_NODE_TOTAL",
+        &job.node.map_or(1, |(_, total)| total).to_string(),
+    ));
+    vars
+}
+
+fn project_url(ctx: &LocalContext) -> String {
+    format!("{}/{}", ctx.server_url, ctx.project_path)
+}
+
+/// `GITLAB_USER_*` from the local git identity.
+fn user_identity(ctx: &LocalContext) -> Vec<JobVariable> {
+    let git = &ctx.git;
+    let mut vars = Vec::new();
+    if let Some(email) = &git.user_email {
+        vars.push(pv("GITLAB_USER_EMAIL", email));
+        if let Some((login, _)) = email.split_once('@') {
+            vars.push(pv("GITLAB_USER_LOGIN", login));
+        }
+    }
+    if let Some(name) = &git.user_name {
+        vars.push(pv("GITLAB_USER_NAME", name));
+    }
+    vars
+}
+
+/// The server, project, pipeline and commit variables every job of the pipeline shares.
+pub fn pipeline_predefined(
+    ctx: &LocalContext,
+    config_path: &str,
+    pipeline_name: Option<&str>,
 ) -> Vec<JobVariable> {
     let git = &ctx.git;
     let server = &ctx.server_url;
@@ -177,26 +340,11 @@ fn variables(
     let fqdn = server
         .split_once("://")
         .map_or(server.as_str(), |(_, rest)| rest);
-    let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let created = humantime::format_rfc3339_seconds(ctx.pipeline_created_at).to_string();
     let (title, description) = title_and_description(&git.commit_message);
     let ref_name = git.ref_name();
 
     let mut vars = vec![
-        pv("CI_PIPELINE_ID", &ctx.pipeline_id.to_string()),
-        pv(
-            "CI_PIPELINE_URL",
-            &format!("{project_url}/-/pipelines/{}", ctx.pipeline_id),
-        ),
-        pv("CI_JOB_ID", &id.to_string()),
-        pv("CI_JOB_URL", &format!("{project_url}/-/jobs/{id}")),
-        hidden("CI_JOB_TOKEN", token, true),
-        pv("CI_JOB_STARTED_AT", &now),
-        hidden("CI_REPOSITORY_URL", repo_url, false),
-        pv("CI_JOB_NAME", &job.name),
-        pv("CI_JOB_NAME_SLUG", &slugify(&job.name)),
-        pv("CI_JOB_STAGE", &job.stage),
-        pv("CI_NODE_TOTAL", "1"),
         pv("CI", "true"),
         pv("GITLAB_CI", "true"),
         pv("CI_SERVER_FQDN", fqdn),
@@ -221,7 +369,7 @@ fn variables(
         pv("CI_CONFIG_PATH", config_path),
         pv("CI_API_V4_URL", &format!("{server}/api/v4")),
         pv("CI_PIPELINE_IID", &ctx.pipeline_id.to_string()),
-        pv("CI_PIPELINE_SOURCE", "push"),
+        pv("CI_PIPELINE_SOURCE", &ctx.pipeline_source),
         pv("CI_PIPELINE_CREATED_AT", &created),
         pv("CI_COMMIT_SHA", &git.sha),
         pv("CI_COMMIT_SHORT_SHA", git.sha.get(..8).unwrap_or(&git.sha)),
@@ -242,20 +390,12 @@ fn variables(
         pv("CI_COMMIT_TIMESTAMP", &git.commit_timestamp),
         pv("CI_COMMIT_AUTHOR", &git.commit_author),
     ]);
-    for var in &job.variables {
-        vars.push(JobVariable {
-            raw: var.raw,
-            ..pv(&var.key, &var.value)
-        });
-    }
-    if let Some(email) = &git.user_email {
-        vars.push(pv("GITLAB_USER_EMAIL", email));
-        if let Some((login, _)) = email.split_once('@') {
-            vars.push(pv("GITLAB_USER_LOGIN", login));
-        }
-    }
-    if let Some(name) = &git.user_name {
-        vars.push(pv("GITLAB_USER_NAME", name));
+    if let Some(name) = pipeline_name {
+        let at = vars
+            .iter()
+            .position(|v| v.key == "CI_PIPELINE_CREATED_AT")
+            .map_or(vars.len(), |i| i + 1);
+        vars.insert(at, pv("CI_PIPELINE_NAME", name));
     }
     vars
 }

@@ -25,24 +25,14 @@ fn invalid_at(err: &PipelineError) -> (usize, usize) {
 
 /// Job keys GitLab knows that glrunner cannot run yet, with a valid value for each.
 const UNSUPPORTED_JOB_KEYS: &[(&str, &str)] = &[
-    ("rules", "[{if: '$CI_COMMIT_BRANCH'}]"),
-    ("only", "[main]"),
-    ("except", "[tags]"),
-    ("needs", "[ok]"),
-    ("dependencies", "[ok]"),
-    ("extends", ".template"),
-    ("parallel", "3"),
-    ("artifacts", "{paths: [dist/]}"),
-    ("cache", "{key: deps, paths: [node_modules/]}"),
-    ("services", "[postgres:16]"),
     ("trigger", "other/project"),
-    ("inherit", "{default: false}"),
     ("release", "{tag_name: v1}"),
     ("secrets", "{TOKEN: {vault: a/b@c}}"),
     ("id_tokens", "{ID: {aud: x}}"),
-    ("hooks", "{pre_get_sources_script: [true]}"),
     ("pages", "{publish: public}"),
-    ("start_in", "1 hour"),
+    ("identity", "google_cloud"),
+    ("run", "[{name: hello, script: echo hi}]"),
+    ("inputs", "{env: prod}"),
 ];
 
 #[test]
@@ -72,60 +62,88 @@ fn each_unsupported_job_key_names_itself_the_job_and_the_position() {
 }
 
 #[test]
-fn when_other_than_on_success_is_refused_with_its_value() {
-    let pipeline = parse("job:\n  script: make\n  when: manual\n").unwrap();
-    let u = unsupported(pipeline.job_payload("job", &context()).unwrap_err());
-    assert_eq!(u.key, "when: manual");
-    assert_eq!((u.at.line, u.at.column), (3, 9));
-    assert!(u.fix.contains("delete `when: manual`"), "{}", u.fix);
-
-    let pipeline = parse("job:\n  script: make\n  when: on_success\n").unwrap();
-    assert!(pipeline.job_payload("job", &context()).is_ok());
+fn job_level_when_accepts_gitlab_values_only() {
+    for when in ["on_success", "on_failure", "always", "manual"] {
+        let pipeline = parse(&format!("job:\n  script: make\n  when: {when}\n")).unwrap();
+        assert!(pipeline.job("job").is_ok(), "{when}");
+    }
+    // `never` exists only in rules.
+    for (yaml, at) in [
+        ("job:\n  script: make\n  when: never\n", (3, 9)),
+        ("job:\n  script: make\n  when: sometimes\n", (3, 9)),
+        ("job:\n  script: make\n  when: delayed\n", (1, 1)),
+        ("job:\n  script: make\n  start_in: 5 minutes\n", (3, 3)),
+    ] {
+        let err = parse(yaml).unwrap_err();
+        assert_eq!(invalid_at(&err), at, "{err}");
+    }
 }
 
 #[test]
-fn reference_tags_are_refused_where_they_stand() {
-    let yaml = ".setup:\n  script: [echo setup]\njob:\n  script:\n    - !reference [.setup, script]\n    - make\n";
-    let pipeline = parse(yaml).unwrap();
-    let u = unsupported(pipeline.job("job").unwrap_err());
-    assert_eq!(u.key, "!reference");
-    assert_eq!(u.job.as_deref(), Some("job"));
-    assert_eq!((u.at.line, u.at.column), (5, 7));
-
-    let err = parse("variables:\n  A: !reference [.vars, variables, A]\njob:\n  script: x\n")
-        .unwrap_err();
-    let u = unsupported(err);
-    assert!(u.key.starts_with("!reference") && u.job.is_none(), "{u:?}");
-    assert_eq!(u.at.line, 2);
+fn unsupported_parts_of_supported_keys_are_refused_for_their_job() {
+    let cases = [
+        (
+            "needs: [{pipeline: $PARENT_PIPELINE_ID, job: gen}]",
+            "needs:pipeline",
+        ),
+        (
+            "needs: [{project: a/b, job: gen, ref: main}]",
+            "needs:project",
+        ),
+        ("only: {kubernetes: active}", "only:kubernetes"),
+        (
+            "rules: [{exists: {paths: [x], project: a/b}}]",
+            "rules:exists:project",
+        ),
+        ("services: [{name: redis, ports: [6379]}]", "ports"),
+    ];
+    for (line, key) in cases {
+        let yaml = format!("ok:\n  script: x\nbroken:\n  script: y\n  {line}\n");
+        let pipeline = parse(&yaml).unwrap_or_else(|e| panic!("{line}: {e}"));
+        let u = unsupported(pipeline.job("broken").unwrap_err());
+        assert_eq!(u.key, key, "{line}");
+        assert_eq!(u.job.as_deref(), Some("broken"));
+        assert_eq!(u.at.line, 5, "{line}");
+        assert!(pipeline.job("ok").is_ok());
+    }
 }
 
 #[test]
 fn top_level_features_refuse_the_whole_file() {
     let cases = [
         (
-            "include:\n  - local: ci/build.yml\njob:\n  script: x\n",
-            "include",
+            "include:\n  - remote: https://example.com/ci.yml\njob:\n  script: x\n",
+            "include:remote",
+            2,
+        ),
+        (
+            "include: https://example.com/ci.yml\njob:\n  script: x\n",
+            "include:remote",
             1,
         ),
         (
-            "workflow:\n  rules:\n    - when: always\njob:\n  script: x\n",
-            "workflow",
-            1,
+            "include:\n  - template: Auto-DevOps.gitlab-ci.yml\njob:\n  script: x\n",
+            "include:template",
+            2,
         ),
-        ("job:\n  script: x\nservices: [redis:7]\n", "services", 3),
         (
-            "job:\n  script: x\ncache:\n  paths: [vendor/]\n",
-            "cache",
+            "include:\n  - project: acme/ci\n    file: base.yml\njob:\n  script: x\n",
+            "include:project",
+            2,
+        ),
+        (
+            "include:\n  - component: gitlab.com/acme/c/build@1.0\njob:\n  script: x\n",
+            "include:component",
+            2,
+        ),
+        (
+            "include:\n  - local: ci/a.yml\n    inputs: {env: prod}\njob:\n  script: x\n",
+            "include:inputs",
             3,
         ),
         (
-            "default:\n  image: alpine\n  cache:\n    paths: [x]\njob:\n  script: x\n",
-            "default:cache",
-            3,
-        ),
-        (
-            "default:\n  services: [redis:7]\njob:\n  script: x\n",
-            "default:services",
+            "default:\n  id_tokens: {A: {aud: x}}\njob:\n  script: x\n",
+            "default:id_tokens",
             2,
         ),
         (

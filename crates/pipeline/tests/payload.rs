@@ -3,7 +3,7 @@
 mod common;
 
 use common::{context, load, position, var, yaml_variables};
-use glrunner_pipeline::{AllowFailure, PipelineError};
+use glrunner_pipeline::{AllowFailure, Selection};
 use glrunner_protocol::{STEP_AFTER_SCRIPT, STEP_SCRIPT, When};
 
 #[test]
@@ -193,34 +193,36 @@ fn node_project_top_level_image_and_harmless_keys() {
 }
 
 #[test]
-fn node_project_refuses_services_and_rules_per_job() {
+fn node_project_services_reach_the_payload_and_rules_decide_in_the_plan() {
     let pipeline = load("node.gitlab-ci.yml");
     let ctx = context();
-    let err = pipeline.job_payload("test:e2e", &ctx).unwrap_err();
-    let PipelineError::Unsupported(u) = &err else {
-        panic!("{err}")
-    };
-    assert_eq!(
-        (u.key.as_str(), u.job.as_deref()),
-        ("services", Some("test:e2e"))
-    );
-    assert_eq!((u.at.line, u.at.column), (30, 3));
+    let e2e = pipeline.job_payload("test:e2e", &ctx).unwrap();
+    assert_eq!(e2e.services.len(), 1);
+    assert_eq!(e2e.services[0].name, "postgres:16");
+    assert_eq!(e2e.services[0].alias.as_deref(), Some("db"));
+    let json = serde_json::to_value(&e2e).unwrap();
+    assert_eq!(json["services"][0]["alias"], "db");
 
-    // `environment` and `resource_group` come first in `deploy` and are ignored; `rules` is refused.
-    let err = pipeline.job_payload("deploy", &ctx).unwrap_err();
-    let PipelineError::Unsupported(u) = &err else {
-        panic!("{err}")
+    // `deploy` runs only on the default branch.
+    let on = |branch: &str| {
+        let mut git = glrunner_pipeline::GitFacts::fallback("test");
+        git.branch = Some(branch.to_owned());
+        git.default_branch = "main".to_owned();
+        glrunner_pipeline::LocalContext::new(ctx.project_dir.clone(), git)
     };
-    assert_eq!(
-        (u.key.as_str(), u.job.as_deref()),
-        ("rules", Some("deploy"))
-    );
-    assert_eq!(u.at.line, 41);
-    let text = err.to_string();
-    assert!(text.contains("node.gitlab-ci.yml:41:3"), "{text}");
+    let main = on("main");
+    let plan = pipeline.plan(&main, &Selection::All).unwrap();
+    let names: Vec<&str> = plan.jobs().iter().map(|j| j.name.as_str()).collect();
+    assert_eq!(names, ["lint", "test:unit", "test:e2e", "deploy"]);
+    let feature = on("feature/x");
+    let plan = pipeline.plan(&feature, &Selection::All).unwrap();
+    assert!(plan.jobs().iter().all(|j| j.name != "deploy"));
+    assert_eq!(plan.excluded().len(), 1);
+    assert_eq!(plan.excluded()[0].name, "deploy");
     assert!(
-        text.contains("job `deploy` uses `rules`") && text.contains("fix: delete `rules:`"),
-        "{text}"
+        plan.excluded()[0].reason.contains("no rule"),
+        "{:?}",
+        plan.excluded()
     );
 }
 
