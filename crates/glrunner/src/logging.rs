@@ -1,5 +1,6 @@
 //! The manager's log: text or JSON on stderr, level from the command line or config.toml.
 
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Install the global subscriber. `level` is error/warn/info/debug (or a full filter directive).
@@ -15,6 +16,8 @@ pub fn init(level: &str, json: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: piped into files or `kubectl logs` they are noise.
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_target(false);
     let _ = if json {
         builder.json().try_init()
