@@ -1,0 +1,114 @@
+//! `concurrent`: how many jobs run at once.
+
+use crate::support::*;
+use glrunner_coordinator::{JobSnapshot, JobStatus};
+use std::path::Path;
+use std::time::SystemTime;
+
+/// A script line that blocks until `barrier` exists (bounded at 60 s, then fails).
+fn wait_for_file(barrier: &Path) -> String {
+    format!(
+        "for n in $(seq 1 600); do [ -e '{b}' ] && break; sleep 0.1; done; [ -e '{b}' ]",
+        b = barrier.display()
+    )
+}
+
+/// The most jobs that were between `started_at` and `finished_at` at the same moment.
+fn max_overlap(jobs: &[JobSnapshot]) -> usize {
+    let mut events: Vec<(SystemTime, i32)> = Vec::new();
+    for j in jobs {
+        events.push((j.started_at.expect("started"), 1));
+        events.push((j.finished_at.expect("finished"), -1));
+    }
+    // Ends before starts at the same instant.
+    events.sort();
+    let (mut now, mut max) = (0i32, 0i32);
+    for (_, delta) in events {
+        now += delta;
+        max = max.max(now);
+    }
+    usize::try_from(max).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_jobs_run_at_the_same_time_with_concurrent_20() {
+    let env = TestEnv::new().await;
+    let barrier = env.path("release-20");
+    let mut gl = env.start(&env.config().concurrent(20));
+    let ids: Vec<i64> = (0..20)
+        .map(|i| {
+            env.gitlab
+                .enqueue(job(&[
+                    &wait_for_file(&barrier),
+                    &format!("echo job {i} released"),
+                ]))
+                .unwrap()
+        })
+        .collect();
+    for id in &ids {
+        if let Err(e) = env
+            .gitlab
+            .wait_for_status(*id, JobStatus::Running, WAIT)
+            .await
+        {
+            panic!("job {id} never ran: {e}\n{}", gl.output());
+        }
+    }
+    // None can finish before the barrier is released, so one snapshot shows them all.
+    let running = env
+        .gitlab
+        .jobs()
+        .into_iter()
+        .filter(|j| j.status == JobStatus::Running)
+        .count();
+    assert_eq!(running, 20);
+
+    std::fs::write(&barrier, b"go").unwrap();
+    let mut done = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let j = env.finished(&gl, *id, WAIT).await;
+        assert_eq!(j.status, JobStatus::Success, "{}", j.trace_text());
+        assert!(j.trace_text().contains(&format!("\njob {i} released\n")));
+        done.push(j);
+    }
+    assert_eq!(max_overlap(&done), 20);
+    gl.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_2_never_runs_more_than_two_jobs() {
+    let env = TestEnv::new().await;
+    let barrier = env.path("release-2");
+    let mut gl = env.start(&env.config().concurrent(2));
+    let ids: Vec<i64> = (0..5)
+        .map(|_| {
+            env.gitlab
+                .enqueue(job(&[&wait_for_file(&barrier)]))
+                .unwrap()
+        })
+        .collect();
+    // The queue hands jobs out in order: the first two start, the rest must wait.
+    for id in &ids[..2] {
+        if let Err(e) = env
+            .gitlab
+            .wait_for_status(*id, JobStatus::Running, WAIT)
+            .await
+        {
+            panic!("job {id} never ran: {e}\n{}", gl.output());
+        }
+    }
+    let snapshot = env.gitlab.jobs();
+    let count = |s: JobStatus| snapshot.iter().filter(|j| j.status == s).count();
+    assert_eq!(count(JobStatus::Running), 2, "{snapshot:#?}");
+    assert_eq!(count(JobStatus::Pending), 3, "{snapshot:#?}");
+
+    std::fs::write(&barrier, b"go").unwrap();
+    let mut done = Vec::new();
+    for id in &ids {
+        let j = env.finished(&gl, *id, WAIT).await;
+        assert_eq!(j.status, JobStatus::Success, "{}", j.trace_text());
+        done.push(j);
+    }
+    assert_eq!(max_overlap(&done), 2);
+    gl.stop().await;
+}
