@@ -4,7 +4,7 @@
 //! (`[<Path>/]runner/<short token>/project/<id>/<key>`, without `runner/<short token>` when the
 //! cache is `Shared`, with a two-character shard directory when keys are hashed).
 
-use crate::lexical::{clean, escapes, join};
+use crate::lexical_path::{clean, escapes, join};
 use crate::message::Message;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@
 //! are restored, and owners too when running as root, like gitlab-runner's extractor. Refused
 //! entries are reported and skipped; damaged archives and I/O failures are errors.
 
-use crate::confined::{Resolved, resolve};
+use crate::confinement::{Resolved, resolve};
 use crate::message::{Message, git_directory_warning, is_git_path};
 use crate::timestamp::{dos_to_unix, from_unix_seconds};
 use crate::zip_writer::{UID_GID_FIELD, parse_uid_gid};

@@ -1,7 +1,7 @@
 //! Archive formats and compression levels as the job payload and the runner's variables name them,
 //! and the file name an uploaded artifact gets.
 
-use crate::lexical;
+use crate::lexical_path;
 use crate::message::Message;
 use std::fmt;
 
@@ -58,7 +58,7 @@ impl fmt::Display for ArtifactFormat {
 /// The file name an artifact is uploaded as: the last element of `name` (`default` when there is
 /// none) plus `.zip` or `.gz`; raw artifacts keep the bare name.
 pub fn artifact_file_name(name: &str, format: ArtifactFormat) -> String {
-    let base = match lexical::base(name) {
+    let base = match lexical_path::base(name) {
         "" | "." | "/" => "default",
         b => b,
     };

@@ -4,7 +4,7 @@
 //! modification time; names with non-ASCII characters or `%` are written `e:<percent-escaped>` like
 //! gitlab-runner does. `gzip -dc` of the result is the files' contents one after the other.
 
-use crate::lexical;
+use crate::lexical_path;
 use crate::message::Message;
 use crate::output::{WriteError, WriteReport, copy};
 use crate::selection::Selection;
@@ -69,7 +69,7 @@ pub fn write_gzip<W: Write>(selection: &Selection, mut out: W) -> Result<WriteRe
             })?;
         let mtime = unix_seconds(meta.modified().unwrap_or(UNIX_EPOCH));
         let mut gz = GzBuilder::new()
-            .filename(gzip_header_name(lexical::base(name)))
+            .filename(gzip_header_name(lexical_path::base(name)))
             .comment(gzip_header_name(name))
             .mtime(extended_seconds(mtime))
             .write(&mut out, Compression::default());

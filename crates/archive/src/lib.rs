@@ -11,11 +11,11 @@
 //!   names; [`notice`] the log lines around artifact and cache stages.
 
 pub mod cache;
-mod confined;
+mod confinement;
 mod extraction;
 mod format;
 mod gzip_writer;
-mod lexical;
+mod lexical_path;
 mod message;
 pub mod notice;
 mod output;
@@ -24,7 +24,7 @@ mod raw_writer;
 mod selection;
 mod spec;
 mod timestamp;
-mod untracked;
+mod untracked_files;
 mod zip_writer;
 
 pub use extraction::{ExtractError, ExtractReport, Refusal, RefusedEntry, extract_zip};

@@ -78,7 +78,7 @@ pub(crate) fn git_directory_warning(operation: &str) -> [Message; 2] {
 
 /// Whether a relative archive path lies in the project's `.git` directory.
 pub(crate) fn is_git_path(rel: &str) -> bool {
-    crate::lexical::clean(rel).split('/').next() == Some(".git")
+    crate::lexical_path::clean(rel).split('/').next() == Some(".git")
 }
 
 #[cfg(test)]

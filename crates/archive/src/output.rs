@@ -33,7 +33,10 @@ pub enum WriteError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot build the zip archive: {source}")]
+    #[error(
+        "cannot build the zip archive: {source}. Likely cause: an entry the zip format cannot hold \
+         (a path longer than 65535 bytes). Fix: shorten the artifact or cache paths"
+    )]
     Zip {
         #[source]
         source: zip::result::ZipError,

@@ -9,13 +9,13 @@
 //! outside the project (`link/**` with `link -> /etc`) is refused, because following it would
 //! upload files from outside the project.
 
-use crate::lexical::{clean, escapes, join, relative};
+use crate::lexical_path::{clean, escapes, join, relative};
 use crate::message::Message;
 use crate::pattern::{
     BadPattern, Pattern, has_meta, has_unescaped_meta, split_pattern, unescape_meta,
 };
 use crate::spec::Spec;
-use crate::untracked;
+use crate::untracked_files;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, Metadata};
 use std::io;
@@ -452,7 +452,7 @@ impl Selector {
     }
 
     fn process_untracked(&mut self) {
-        let listed = match untracked::list(&self.root) {
+        let listed = match untracked_files::list(&self.root) {
             Ok(l) => l,
             Err(e) => {
                 self.warn(format!("untracked: {e}"));

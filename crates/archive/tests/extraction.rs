@@ -353,3 +353,36 @@ fn owners_are_restored_when_running_as_root() {
     let meta = fs::metadata(f.path("owned.txt")).unwrap();
     assert_eq!((meta.uid(), meta.gid()), (12_345, 23_456));
 }
+
+#[test]
+fn gitlab_runner_shaped_entries_extract() {
+    // gitlab-runner's legacy writer puts a uid/gid field and a second extended timestamp next to
+    // the one Go's zip writer adds; the extended timestamp wins over the DOS time.
+    let f = Fixture::new();
+    let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
+    let mut opts = zip::write::FullFileOptions::default()
+        .unix_permissions(0o751)
+        .last_modified_time(zip::DateTime::from_date_and_time(1999, 1, 1, 0, 0, 0).unwrap())
+        .with_extended_timestamp(Some(1_650_000_000), None, None)
+        .unwrap();
+    let mut ids = vec![1u8, 4];
+    ids.extend_from_slice(&0u32.to_le_bytes());
+    ids.push(4);
+    ids.extend_from_slice(&0u32.to_le_bytes());
+    opts.add_extra_field(0x7875, ids, false).unwrap();
+    let mut ts = vec![1u8];
+    ts.extend_from_slice(&1_650_000_000u32.to_le_bytes());
+    opts.add_extra_field(0x5455, ts, false).unwrap();
+    zip.start_file("bin/tool", opts.clone()).unwrap();
+    zip.write_all(b"#!/bin/sh\n").unwrap();
+    zip.add_directory("bin/", opts).unwrap();
+    let archive = f.outside().join("legacy.zip");
+    fs::write(&archive, zip.finish().unwrap().into_inner()).unwrap();
+
+    let report = extract_zip(&archive, &f.project).unwrap();
+    assert!(report.refused.is_empty());
+    assert_eq!(fs::read(f.path("bin/tool")).unwrap(), b"#!/bin/sh\n");
+    assert_eq!(mode(&f.path("bin/tool")), 0o751);
+    assert_eq!(mtime(&f.path("bin/tool")), 1_650_000_000);
+    assert_eq!(mtime(&f.path("bin")), 1_650_000_000);
+}
