@@ -390,3 +390,21 @@ fn relative_project_dir_is_resolved() {
     assert!(s.root().is_absolute());
     assert_eq!(names(&s), ["a.txt"]);
 }
+
+#[test]
+fn names_that_are_not_utf8_are_skipped_with_a_warning() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let f = Fixture::new().with(&["ok.txt", "dir/inner.txt"]);
+    fs::write(f.project.join(OsStr::from_bytes(b"bad\xff.txt")), "x").unwrap();
+    fs::write(f.project.join("dir").join(OsStr::from_bytes(b"\xfe")), "x").unwrap();
+    let s = f.select_paths(&["*"], &[]);
+    assert_eq!(names(&s), ["dir", "dir/inner.txt", "ok.txt"]);
+    let w = warnings(&s);
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w.iter().all(|l| l.starts_with("WARNING: File ignored: ")
+            && l.ends_with("the name is not valid UTF-8")),
+        "{w:?}"
+    );
+}
