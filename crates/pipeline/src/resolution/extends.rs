@@ -7,7 +7,6 @@
 use super::GLOBAL_KEYWORDS;
 use crate::document::{Mapping, Node, Source, Value};
 use crate::error::PipelineError;
-use std::collections::HashSet;
 
 /// GitLab's limit on `extends` ancestors.
 pub const MAX_NESTING_LEVELS: usize = 10;
@@ -19,9 +18,10 @@ pub fn apply(source: &Source, mut root: Mapping) -> Result<Mapping, PipelineErro
         .filter(|k| !GLOBAL_KEYWORDS.contains(k))
         .map(str::to_owned)
         .collect();
-    let mut done = HashSet::new();
+    // Like GitLab, bases are extended again on every path through them, so the nesting limit counts
+    // the whole chain of ancestors.
     for key in keys {
-        extend(source, &mut root, &key, &mut Vec::new(), &mut done)?;
+        extend(source, &mut root, &key, &mut Vec::new())?;
     }
     Ok(root)
 }
@@ -31,7 +31,6 @@ fn extend(
     root: &mut Mapping,
     key: &str,
     ancestors: &mut Vec<String>,
-    done: &mut HashSet<String>,
 ) -> Result<(), PipelineError> {
     let Some(Node {
         value: Value::Map(own),
@@ -43,9 +42,6 @@ fn extend(
     let Some(extends) = own.get("extends") else {
         return Ok(());
     };
-    if done.contains(key) {
-        return Ok(());
-    }
     let invalid = |problem: String, fix: &str| {
         PipelineError::invalid(source.at(extends.mark), problem, fix.to_owned())
     };
@@ -122,7 +118,7 @@ fn extend(
     let own_mark = root.get(key).map(|n| n.mark).unwrap_or_default();
     ancestors.push(key.to_owned());
     for base in &bases {
-        extend(source, root, base, ancestors, done)?;
+        extend(source, root, base, ancestors)?;
     }
     ancestors.pop();
     let mut merged = Mapping::default();
@@ -142,6 +138,5 @@ fn extend(
             mark: own_mark,
         };
     }
-    done.insert(key.to_owned());
     Ok(())
 }
