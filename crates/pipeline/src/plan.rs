@@ -575,8 +575,10 @@ pub fn build<'p>(
         }
     }
 
-    // A need on a job the pipeline left out fails the pipeline, unless it is optional.
+    // A need on a job the pipeline left out fails the pipeline, unless it is optional. Only jobs that
+    // are run fail the plan, so a job elsewhere in the file can still be run on its own.
     let names: HashSet<String> = included.iter().map(|(_, j)| j.name.clone()).collect();
+    let mut broken: Vec<(String, PipelineError)> = Vec::new();
     for (_, planned) in &mut included {
         let Some(needs) = &planned.needs else {
             continue;
@@ -596,7 +598,7 @@ pub fn build<'p>(
                 .iter()
                 .find(|e| e.name == need.job)
                 .map_or_else(String::new, |e| format!(" ({})", e.reason));
-            return Err(PipelineError::invalid(
+            broken.push((planned.name.clone(), PipelineError::invalid(
                 written.map_or_else(|| job.location.clone(), |n| n.at.clone()),
                 format!(
                     "'{}' job needs '{}' job, but '{}' is not in any previous stage: the pipeline leaves it \
@@ -607,12 +609,15 @@ pub fn build<'p>(
                     "mark the need `optional: true`, or give `{}` rules that include it here",
                     need.job
                 ),
-            ));
+            )));
         }
         planned.needs = Some(kept);
     }
 
     let selected = select(pipeline, selection, &included, &excluded, &unsupported)?;
+    if let Some((_, err)) = broken.into_iter().find(|(name, _)| selected.contains(name)) {
+        return Err(err);
+    }
     for name in &selected {
         if let Some(u) = unsupported.get(name) {
             return Err(PipelineError::Unsupported(u.clone()));
@@ -729,8 +734,9 @@ fn decide(
         }
         return Ok(planned);
     }
-    let default_only =
-        (job.only.is_none() && job.except.is_none() && !workflow_rules).then(rules::default_only);
+    // GitLab gives every job without `only:` the default `only: [branches, tags]`, unless
+    // `workflow:rules` exist.
+    let default_only = (job.only.is_none() && !workflow_rules).then(rules::default_only);
     if let Some(only) = job.only.as_ref().or(default_only.as_ref())
         && !only.only_holds(facts)
     {

@@ -551,7 +551,14 @@ pub fn read_policy(
             refs: Some(refs(node)?),
             ..Policy::default()
         }),
-        Value::Map(map) => read_complex_policy(reader, key, map, job, &what, refs),
+        Value::Map(map) => {
+            let mut policy = read_complex_policy(reader, key, map, job, &what, refs)?;
+            // `only:` as a mapping keeps the default refs unless it names its own.
+            if key == "only" && policy.refs.is_none() {
+                policy.refs = default_only().refs;
+            }
+            Ok(policy)
+        }
         other => Err(reader.invalid(
             node,
             format!(
