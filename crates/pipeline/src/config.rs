@@ -307,25 +307,17 @@ fn read_default(
     Ok(())
 }
 
-/// Instance names of each parallel job, with each instance's matrix variables.
-type Groups = HashMap<String, Vec<(String, Vec<(String, String)>)>>;
+/// Instance names of each parallel job, by the name written in the file.
+type Groups = HashMap<String, Vec<String>>;
 
 fn groups(config: &Config) -> Groups {
     let mut groups: Groups = HashMap::new();
     for entry in &config.jobs {
         if entry.name != entry.base_name {
-            let vars = match &entry.outcome {
-                Ok(job) => job
-                    .variables
-                    .iter()
-                    .map(|v| (v.key.clone(), v.value.clone()))
-                    .collect(),
-                Err(_) => Vec::new(),
-            };
             groups
                 .entry(entry.base_name.clone())
                 .or_default()
-                .push((entry.name.clone(), vars));
+                .push(entry.name.clone());
         }
     }
     groups
@@ -337,7 +329,7 @@ fn expand_need(need: &Need, groups: &Groups) -> Vec<Need> {
         return vec![need.clone()];
     };
     let names: Vec<String> = match &need.matrix {
-        None => instances.iter().map(|(n, _)| n.clone()).collect(),
+        None => instances.clone(),
         Some(matrix) => wanted_matrix_names(&need.job, matrix),
     };
     names
@@ -364,7 +356,6 @@ fn expand_and_check_needs(config: &mut Config) -> Result<(), PipelineError> {
         .iter()
         .map(|j| (j.name.clone(), j.stage_index))
         .collect();
-    let source = config.source.clone();
     for entry in &mut config.jobs {
         let Ok(job) = &mut entry.outcome else {
             continue;
@@ -414,7 +405,7 @@ fn expand_and_check_needs(config: &mut Config) -> Result<(), PipelineError> {
             let mut expanded = Vec::new();
             for dep in dependencies {
                 let names = match groups.get(dep) {
-                    Some(instances) => instances.iter().map(|(n, _)| n.clone()).collect(),
+                    Some(instances) => instances.clone(),
                     None => vec![dep.clone()],
                 };
                 for dep in names {
@@ -452,11 +443,11 @@ fn expand_and_check_needs(config: &mut Config) -> Result<(), PipelineError> {
             job.dependencies = Some(expanded);
         }
     }
-    check_need_cycles(config, &source)
+    check_need_cycles(config)
 }
 
 /// A job that (through others) needs itself can never start.
-fn check_need_cycles(config: &Config, source: &Source) -> Result<(), PipelineError> {
+fn check_need_cycles(config: &Config) -> Result<(), PipelineError> {
     let needs_of: HashMap<&str, Vec<&Need>> = config
         .jobs
         .iter()
@@ -505,7 +496,6 @@ fn check_need_cycles(config: &Config, source: &Source) -> Result<(), PipelineErr
         if let Some((cycle, need)) =
             visit(entry.name.as_str(), &needs_of, &mut marks, &mut Vec::new())
         {
-            let _ = source;
             return Err(PipelineError::invalid(
                 need.at.clone(),
                 format!("`needs` form a cycle: {}", cycle.join(" → ")),
