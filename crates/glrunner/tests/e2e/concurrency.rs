@@ -112,3 +112,33 @@ async fn concurrent_2_never_runs_more_than_two_jobs() {
     assert_eq!(max_overlap(&done), 2);
     gl.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runner_limit_caps_its_jobs_below_concurrent() {
+    let env = TestEnv::new().await;
+    let barrier = env.path("release-limit");
+    let mut gl = env.start(&env.config().concurrent(4).runner_line("limit = 1"));
+    let ids: Vec<i64> = (0..3)
+        .map(|_| {
+            env.gitlab
+                .enqueue(job(&[&wait_for_file(&barrier)]))
+                .unwrap()
+        })
+        .collect();
+    if let Err(e) = env
+        .gitlab
+        .wait_for_status(ids[0], JobStatus::Running, WAIT)
+        .await
+    {
+        panic!("the first job never ran: {e}\n{}", gl.output());
+    }
+    std::fs::write(&barrier, b"go").unwrap();
+    let mut done = Vec::new();
+    for id in &ids {
+        let j = env.finished(&gl, *id, WAIT).await;
+        assert_eq!(j.status, JobStatus::Success, "{}", j.trace_text());
+        done.push(j);
+    }
+    assert_eq!(max_overlap(&done), 1);
+    gl.stop().await;
+}

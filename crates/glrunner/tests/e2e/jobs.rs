@@ -1,15 +1,27 @@
 //! A job's life from GitLab's side: acknowledgement, trace, final status.
 
 use crate::support::*;
-use glrunner_coordinator::{Endpoint, JobStatus};
+use glrunner_coordinator::{Endpoint, JobSpec, JobStatus, ProjectSpec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn success_is_acknowledged_traced_and_checksummed() {
+async fn success_fetches_sources_and_is_acknowledged_traced_and_checksummed() {
     let env = TestEnv::new().await;
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo");
+    let project = env
+        .gitlab
+        .add_project(ProjectSpec::new("acme/demo").dir(demo))
+        .expect("the coordinator serves the demo project");
     let mut gl = env.start(&env.config());
     let id = env
         .gitlab
-        .enqueue(job(&["echo hello from the job", "echo second line"]))
+        .enqueue(
+            JobSpec::script([
+                "echo hello from the job",
+                "./scripts/test.sh",
+                "git rev-parse HEAD",
+            ])
+            .repository(&project),
+        )
         .unwrap();
     let running = env
         .gitlab
@@ -23,18 +35,35 @@ async fn success_is_acknowledged_traced_and_checksummed() {
     let done = env.finished(&gl, id, WAIT).await;
     let trace = done.trace_text();
     assert_eq!(done.status, JobStatus::Success, "{trace}");
-    assert!(trace.contains("Running with glrunner"), "{trace}");
+    assert!(trace.starts_with("\x1b[0KRunning with glrunner"), "{trace}");
+    assert!(
+        trace.contains(&format!("system ID: {}", env.system_id())),
+        "{trace}"
+    );
     assert!(
         trace.contains("\x1b[32;1m$ echo hello from the job\x1b[0;m\nhello from the job\n"),
         "{trace}"
     );
     assert!(
-        trace.contains("$ echo second line\x1b[0;m\nsecond line\n"),
+        trace.contains("$ ./scripts/test.sh\x1b[0;m\ncheck syntax: ok\n"),
+        "{trace}"
+    );
+    assert!(trace.contains("\n3 checks passed\n"), "{trace}");
+    // The checkout is the commit GitLab asked for.
+    let payload = env.gitlab.job_payload(id).expect("the payload handed out");
+    let sha = payload["git_info"]["sha"].as_str().unwrap_or_default();
+    assert_eq!(sha.len(), 40);
+    assert!(
+        trace.contains(&format!("$ git rev-parse HEAD\x1b[0;m\n{sha}\n")),
         "{trace}"
     );
     assert!(
         trace.ends_with("\x1b[32;1mJob succeeded\x1b[0;m\n"),
         "{trace}"
+    );
+    assert!(
+        !trace.contains(done.token.expose()),
+        "job token in the trace"
     );
     assert_eq!(
         done.checksum.as_deref(),
@@ -54,6 +83,19 @@ async fn success_is_acknowledged_traced_and_checksummed() {
             .any(|r| r.endpoint == Endpoint::PatchTrace && r.status == Some(202))
     );
     assert!(done.started_at.is_some());
+    // The sources came over smart HTTP, authenticated with the job token.
+    let git: Vec<_> = env
+        .gitlab
+        .requests()
+        .into_iter()
+        .filter(|r| r.endpoint == Endpoint::GitUploadPack)
+        .collect();
+    assert!(!git.is_empty(), "no git fetch");
+    assert!(
+        git.iter()
+            .all(|r| r.status == Some(200) && r.token_kind == Some("job")),
+        "{git:#?}"
+    );
     gl.stop().await;
 }
 
@@ -164,7 +206,7 @@ async fn output_limit_bounds_the_trace_and_keeps_the_final_line() {
     assert!(!trace.contains("finished printing\n"), "{trace}");
     // The limit plus the runner's own lines after it (footer, notice), nothing of the rest.
     assert!(
-        done.trace.len() < 1024 + 1024,
+        done.trace.len() < 1024 + 512,
         "stored trace is {} bytes:\n{trace}",
         done.trace.len()
     );
@@ -173,5 +215,37 @@ async fn output_limit_bounds_the_trace_and_keeps_the_final_line() {
         "{trace}"
     );
     assert!(done.checksum_matches(), "{done:?}");
+    gl.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_glrunner_cannot_read_is_failed_with_an_explanation_not_dropped() {
+    let env = TestEnv::new().await;
+    let mut gl = env.start(&env.config());
+    let id = env
+        .gitlab
+        .enqueue(job(&["echo never runs"]).merge(serde_json::json!({
+            "variables": {"not": "a list of variables"}
+        })))
+        .unwrap();
+    let done = env.finished(&gl, id, WAIT).await;
+    let trace = done.trace_text();
+    assert_eq!(done.status, JobStatus::Failed, "{trace}");
+    assert_eq!(
+        done.failure_reason.as_deref(),
+        Some("runner_system_failure"),
+        "{trace}"
+    );
+    assert!(trace.contains("could not be read by glrunner"), "{trace}");
+    assert!(trace.contains("Upgrade glrunner"), "{trace}");
+    assert!(!trace.contains("never runs\n"), "{trace}");
+    assert!(done.checksum_matches());
+
+    let next = env
+        .gitlab
+        .enqueue(job(&["echo the next job runs"]))
+        .unwrap();
+    let done = env.finished(&gl, next, WAIT).await;
+    assert_eq!(done.status, JobStatus::Success, "{}", done.trace_text());
     gl.stop().await;
 }

@@ -356,3 +356,63 @@ async fn unregister_all_runners_uses_the_right_endpoint_for_each_token() {
     );
     assert!(s.loaded().runners.is_empty(), "{left}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_creates_config_toml_on_a_fresh_host() {
+    let env = TestEnv::new().await;
+    let config = env.path("fresh/etc/config.toml");
+    let state = env.state_dir();
+    let url = env.gitlab.url().to_owned();
+    let token = env.token().to_owned();
+    let out = run_command(
+        env.dir.path(),
+        &[
+            "register",
+            "--non-interactive",
+            "--url",
+            &url,
+            "--token",
+            &token,
+            "--executor",
+            "shell",
+            "--name",
+            "fresh",
+            "-c",
+            path_str(&config),
+            "--state-dir",
+            path_str(&state),
+        ],
+    )
+    .await;
+    assert_eq!(out.code(), Some(0), "{}", out.output);
+    let loaded = glrunner_config::Config::load(&config)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config;
+    assert_eq!(loaded.runners.len(), 1);
+    assert_eq!(loaded.runners[0].name, "fresh");
+
+    // And the new entry runs jobs as it is.
+    let mut gl = Glrunner::spawn(
+        env.dir.path(),
+        &[
+            "run",
+            "-c",
+            path_str(&config),
+            "--state-dir",
+            path_str(&state),
+        ],
+        None,
+    );
+    let id = env
+        .gitlab
+        .enqueue(job(&["echo registered and running"]))
+        .unwrap();
+    let done = env.finished(&gl, id, WAIT).await;
+    assert_eq!(
+        done.status,
+        glrunner_coordinator::JobStatus::Success,
+        "{}",
+        done.trace_text()
+    );
+    gl.stop().await;
+}

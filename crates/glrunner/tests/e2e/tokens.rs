@@ -156,3 +156,72 @@ async fn token_revoked_mid_run_is_explained_and_readiness_fails() {
     gl.stop().await;
     assert!(!gl.output().contains(env.token()), "token in the log");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_from_a_file_or_the_environment_works_and_never_reaches_jobs() {
+    let env = TestEnv::new().await;
+    // token_file (a mounted Secret, catalogue S4).
+    let token_file = env.path("runner-token");
+    std::fs::write(&token_file, format!("{}\n", env.token())).unwrap();
+    let mut cfg = env
+        .config()
+        .runner_line(&format!("token_file = {:?}", path_str(&token_file)));
+    cfg.runners[0].token = String::new();
+    let mut text = cfg.render(env.dir.path());
+    text = text.replace("  token = \"\"\n", "");
+    std::fs::write(env.config_path(), &text).unwrap();
+    let mut gl = Glrunner::spawn(
+        env.dir.path(),
+        &[
+            "run",
+            "-c",
+            path_str(&env.config_path()),
+            "--state-dir",
+            path_str(&env.state_dir()),
+        ],
+        None,
+    );
+    let id = env
+        .gitlab
+        .enqueue(job(&["echo token from a file"]))
+        .unwrap();
+    let done = env.finished(&gl, id, WAIT).await;
+    assert_eq!(done.status, JobStatus::Success, "{}", done.trace_text());
+    gl.stop().await;
+
+    // An environment variable named in config.toml; jobs must not inherit it.
+    let cfg = RunConfig::new(env.gitlab.url(), "${E2E_RUNNER_TOKEN}");
+    std::fs::write(env.config_path(), cfg.render(env.dir.path())).unwrap();
+    let mut gl = Glrunner::spawn_with_env(
+        env.dir.path(),
+        &[
+            "run",
+            "-c",
+            path_str(&env.config_path()),
+            "--state-dir",
+            path_str(&env.state_dir()),
+        ],
+        None,
+        &[("E2E_RUNNER_TOKEN", env.token())],
+    );
+    let id = env
+        .gitlab
+        .enqueue(job(&[
+            "echo \"token variable in the job: ${E2E_RUNNER_TOKEN:-absent}\"",
+            "env | grep -c glrt- || true",
+        ]))
+        .unwrap();
+    let done = env.finished(&gl, id, WAIT).await;
+    let trace = done.trace_text();
+    assert_eq!(done.status, JobStatus::Success, "{trace}");
+    assert!(
+        trace.contains("\ntoken variable in the job: absent\n"),
+        "{trace}"
+    );
+    assert!(
+        trace.contains("\n0\n"),
+        "a glrt- value in the job's environment: {trace}"
+    );
+    gl.stop().await;
+    assert!(!gl.output().contains(env.token()));
+}

@@ -94,14 +94,15 @@ async fn trace_survives_416s_and_lost_patches_byte_for_byte() {
     let env = TestEnv::new().await;
     let mut gl = env.start(&env.config());
     let total = 6000;
-    // Output keeps coming for a few seconds, so every tick has new bytes to send.
+    // Output keeps coming for about five seconds, a batch every 0.2 s, so every tick (1 s) has new
+    // bytes to send and the faults meet PATCHes with data.
     let id = env
         .gitlab
         .enqueue(job(&[&format!(
-            "for i in $(seq 1 {total}); do echo \"seq-$i\"; if (( i % 500 == 0 )); then sleep 0.4; fi; done"
+            "for i in $(seq 1 {total}); do echo \"seq-$i\"; if (( i % 250 == 0 )); then sleep 0.2; fi; done"
         )]))
         .unwrap();
-    env.trace_contains(&gl, id, "seq-500\n", WAIT).await;
+    env.trace_contains(&gl, id, "seq-250\n", WAIT).await;
     env.gitlab.inject(Fault::trace_range_mismatch().job(id));
     env.gitlab
         .inject(Fault::drop_connection(Endpoint::PatchTrace).job(id));
@@ -144,6 +145,48 @@ async fn trace_survives_416s_and_lost_patches_byte_for_byte() {
         "a dropped PATCH"
     );
     assert_eq!(faulted.iter().filter(|r| r.status == Some(416)).count(), 3);
+    assert!(env.gitlab.faults().is_empty());
+    gl.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn final_update_202_and_412_are_followed_to_a_matching_checksum() {
+    let env = TestEnv::new().await;
+    let mut gl = env.start(&env.config());
+    let total = 2000;
+    let id = env
+        .gitlab
+        .enqueue(job(&[
+            &format!("for i in $(seq 1 {total}); do echo \"seq-$i\"; done"),
+            "echo about to finish",
+        ]))
+        .unwrap();
+    // Queued before the job ends: GitLab first answers 202 (not yet applied), then 412 (the trace it
+    // holds does not match the checksum), so the runner must wait, then send the whole trace again.
+    env.gitlab.inject(Fault::final_update_accepted(1).job(id));
+    env.gitlab
+        .inject(Fault::final_update_trace_invalid().job(id));
+    let done = env.finished(&gl, id, WAIT).await;
+    let text = done.trace_text();
+    assert_eq!(done.status, JobStatus::Success, "{text}");
+    assert_eq!(sequence(&text), (1..=total).collect::<Vec<_>>());
+    assert!(text.ends_with("\x1b[32;1mJob succeeded\x1b[0;m\n"));
+    assert!(done.checksum_matches(), "{done:?}");
+    assert_eq!(done.final_updates, 3, "202, 412, then 200");
+    let resent = job_requests(&env.gitlab, id)
+        .into_iter()
+        .filter(|r| {
+            r.endpoint == Endpoint::PatchTrace
+                && r.content_range
+                    .as_deref()
+                    .is_some_and(|c| c.starts_with("0-"))
+                && r.body_size > 0
+        })
+        .count();
+    assert!(
+        resent >= 2,
+        "the trace was not sent again from 0 after the 412"
+    );
     assert!(env.gitlab.faults().is_empty());
     gl.stop().await;
 }
