@@ -321,6 +321,29 @@ impl GitLabClient {
         &self.inner.base_shown
     }
 
+    /// The API base requests go to (may carry user info from `url`).
+    pub(crate) fn base(&self) -> &Url {
+        &self.inner.base
+    }
+
+    /// An HTTP client for object storage a download is redirected to: the same trusted CAs, but no
+    /// client certificate and no `tls_server_name`, which belong to GitLab's host only.
+    pub(crate) fn storage_http(
+        &self,
+        host: &str,
+        https: bool,
+    ) -> Result<reqwest::Client, ApiError> {
+        let settings = &self.inner.settings;
+        let storage = ClientSettings {
+            url: String::new(),
+            tls_ca_file: settings.tls_ca_file.clone(),
+            certs_dir: settings.certs_dir.clone(),
+            user_agent: settings.user_agent.clone(),
+            ..ClientSettings::default()
+        };
+        Ok(build_http(&storage, host, https)?.client)
+    }
+
     /// The CA file trusted beyond the system roots (`tls-ca-file` or `<certs_dir>/<host>.crt`), if any:
     /// what jobs get as `CI_SERVER_TLS_CA_FILE`.
     pub fn tls_ca_file(&self) -> Option<PathBuf> {
@@ -333,7 +356,7 @@ impl GitLabClient {
     }
 
     /// The HTTP client to use now, rebuilt first when older than `connection_max_age`.
-    fn http(&self) -> (reqwest::Client, bool) {
+    pub(crate) fn http(&self) -> (reqwest::Client, bool) {
         let inner = &self.inner;
         let mut slot = inner.http.lock().unwrap_or_else(PoisonError::into_inner);
         if slot.built.elapsed() >= inner.max_age {
@@ -349,7 +372,7 @@ impl GitLabClient {
         (slot.client.clone(), slot.client_certificate)
     }
 
-    fn endpoint(&self, method: &Method, path: &str) -> String {
+    pub(crate) fn endpoint(&self, method: &Method, path: &str) -> String {
         format!("{method} {}{path}", self.inner.base.path())
     }
 
@@ -471,7 +494,7 @@ impl GitLabClient {
     }
 
     /// Explains a failed exchange: certificate, handshake, refused, DNS, timeout or a broken connection.
-    fn transport_error(
+    pub(crate) fn transport_error(
         &self,
         endpoint: &str,
         error: &reqwest::Error,
@@ -814,7 +837,7 @@ fn handshake_hint(error: &rustls::Error, client_certificate: bool) -> String {
 }
 
 /// The messages of an error's sources, outermost first, without reqwest's own line (it repeats the URL).
-fn error_chain(error: &reqwest::Error) -> String {
+pub(crate) fn error_chain(error: &reqwest::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for e in error_sources(error).into_iter().skip(1) {
         let text = e.to_string();
