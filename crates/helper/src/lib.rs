@@ -1,0 +1,1 @@
+//! `glrunner helper`: the subcommands job scripts call for artifacts and caches.
