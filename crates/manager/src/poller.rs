@@ -45,7 +45,8 @@ struct Permits {
 impl RunnerPoller {
     /// Run one request slot until polling stops. Jobs it receives are spawned into `jobs`.
     pub async fn run_slot(self: Arc<Self>, slot: usize, jobs: Arc<Mutex<JoinSet<()>>>) {
-        let mut last_was_immediate = false;
+        // Whether the previous answer was a quick bare 204 that was asked again at once.
+        let mut last_quick_retry = false;
         loop {
             if self.stop_polling.is_cancelled() {
                 return;
@@ -88,6 +89,7 @@ impl RunnerPoller {
                     tracing::warn!(runner = %self.entry.identity.name, "checking for jobs failed: {e}");
                     self.concurrency.record(RequestResult::Empty);
                     drop(permits);
+                    last_quick_retry = false;
                     self.pause(self.check_interval).await;
                     continue;
                 }
@@ -97,6 +99,7 @@ impl RunnerPoller {
                 *self.last_update.lock().unwrap_or_else(|e| e.into_inner()) = Some(cursor.clone());
             }
             let throttled = reply.saw_retriable;
+            let mut quick_retry = false;
             let next_pause = match reply.outcome {
                 JobRequestOutcome::Job(job) => {
                     self.accepted();
@@ -126,10 +129,12 @@ impl RunnerPoller {
                     // Workhorse answers a held long poll with a bare 204 (no cursor) when the queue changed
                     // or the hold timed out: ask again at once so a request is always waiting. Never twice
                     // in a row for answers that came back quickly, so a misbehaving proxy cannot make us spin.
+                    // A poll held for a while and then released is always asked again at once, so a quick
+                    // release right after it (a job queued just then) counts as the first quick one.
                     let long_polled = sent_cursor.is_some() && new_cursor.is_none();
-                    let immediate = long_polled
-                        && (asked.elapsed() >= Duration::from_secs(1) || !last_was_immediate);
-                    last_was_immediate = immediate;
+                    let quick = asked.elapsed() < Duration::from_secs(1);
+                    let immediate = long_polled && (!quick || !last_quick_retry);
+                    quick_retry = immediate && quick;
                     if immediate {
                         None
                     } else {
@@ -186,6 +191,7 @@ impl RunnerPoller {
                     Some(self.check_interval)
                 }
             };
+            last_quick_retry = quick_retry;
             self.metrics
                 .set_request_concurrency(&self.entry.identity.name, self.concurrency.limit());
             if let Some(d) = next_pause {
