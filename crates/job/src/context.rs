@@ -41,4 +41,10 @@ pub struct RunnerContext {
     pub concurrent_project_id: Option<usize>,
     /// `debug_trace_disabled`: refuse `CI_DEBUG_TRACE` (bash xtrace would print every expanded command).
     pub debug_trace_disabled: bool,
+    /// `url` of the `[[runners]]` entry: where the helper uploads and downloads artifacts. `None` uses
+    /// the job's `CI_SERVER_URL`.
+    pub gitlab_url: Option<String>,
+    /// The glrunner binary job scripts run as `glrunner helper …`, instead of the executor's choice
+    /// (the running binary for the shell executor).
+    pub helper_path: Option<PathBuf>,
 }

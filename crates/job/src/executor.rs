@@ -103,6 +103,21 @@ pub trait Executor: Send {
         false
     }
 
+    /// The glrunner binary stage scripts run as `<program> helper …` for cache and artifacts, as the
+    /// scripts see it (`RunnerContext::helper_path` overrides it); `None` when this executor cannot
+    /// run the helper, so those stages only warn.
+    fn helper_program(&self) -> Option<String> {
+        None
+    }
+
+    /// The local cache directory as the scripts see it (default: `cache_dir` of config.toml).
+    fn cache_dir(&self, ctx: &RunnerContext) -> Option<String> {
+        ctx.cache_dir
+            .as_ref()
+            .and_then(|d| d.to_str())
+            .map(str::to_owned)
+    }
+
     /// Get ready to run stages: create directories, start containers, …
     fn prepare<'a>(
         &'a mut self,
@@ -124,9 +139,16 @@ pub trait Executor: Send {
 }
 
 /// The features the executor-agnostic job machinery supports whatever the executor: variables
-/// (including raw and masked), multiple steps, refspecs, exit codes and graceful cancel.
+/// (including raw and masked), artifacts (reports, raw, excludes), cache with fallback keys, multiple
+/// steps, refspecs, exit codes and graceful cancel.
 pub fn job_features(features: &mut FeaturesInfo) {
     features.variables = true;
+    features.artifacts = true;
+    features.upload_multiple_artifacts = true;
+    features.upload_raw_artifacts = true;
+    features.artifacts_exclude = true;
+    features.cache = true;
+    features.fallback_cache_keys = true;
     features.raw_variables = true;
     features.masking = true;
     features.multi_build_steps = true;

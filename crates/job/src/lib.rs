@@ -2,8 +2,11 @@
 //! of its stages, the bash scripts that run them, and the `Executor` trait every executor implements.
 //! The shell executor lives here too; the Kubernetes executor reuses everything but the executor.
 
+pub mod artifacts;
+pub mod cache;
 pub mod context;
 pub mod executor;
+pub mod helper;
 pub mod outcome;
 pub mod paths;
 pub mod run;
@@ -18,6 +21,7 @@ pub use context::RunnerContext;
 pub use executor::{
     Executor, ExecutorError, ExecutorFuture, PrepareOptions, StageExit, StageScript, job_features,
 };
+pub use helper::{HelperCommand, HelperSetup};
 pub use outcome::JobOutcome;
 pub use paths::JobPaths;
 pub use run::run_job;

@@ -25,13 +25,19 @@ impl JobPaths {
     /// same project never share a checkout.
     pub fn shared(builds_dir: &str, ctx: &RunnerContext, job: &JobResponse) -> Self {
         let token = sanitize_segment(&ctx.short_token).unwrap_or_else(|| "runner".to_owned());
-        let project = format!("{token}/{}/{}", ctx.concurrent_id, project_path(job));
+        let project = format!(
+            "{token}/{}/{}{}",
+            ctx.concurrent_id,
+            project_path(job),
+            empty_suffix(job, ctx)
+        );
         Self::under(builds_dir, &project)
     }
 
     /// For executors that give every job a fresh filesystem (Kubernetes): `<builds dir>/<project path>`.
-    pub fn isolated(builds_dir: &str, job: &JobResponse) -> Self {
-        Self::under(builds_dir, &project_path(job))
+    pub fn isolated(builds_dir: &str, ctx: &RunnerContext, job: &JobResponse) -> Self {
+        let project = format!("{}{}", project_path(job), empty_suffix(job, ctx));
+        Self::under(builds_dir, &project)
     }
 
     fn under(builds_dir: &str, project: &str) -> Self {
@@ -46,6 +52,20 @@ impl JobPaths {
             project_dir,
             tmp_dir,
         }
+    }
+}
+
+/// `-empty` for `GIT_STRATEGY: empty`, as gitlab-runner, so an empty checkout never replaces the
+/// project's real one (the job's variables win over config.toml's `environment`, as for any variable).
+fn empty_suffix(job: &JobResponse, ctx: &RunnerContext) -> &'static str {
+    let from_config = ctx
+        .environment
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("GIT_STRATEGY="));
+    match job.variable("GIT_STRATEGY").or(from_config) {
+        Some("empty") => "-empty",
+        _ => "",
     }
 }
 
@@ -105,8 +125,32 @@ mod tests {
 
     #[test]
     fn isolated_layout() {
-        let p = JobPaths::isolated("/builds", &job("acme/sub/demo", ""));
+        let ctx = RunnerContext::default();
+        let p = JobPaths::isolated("/builds", &ctx, &job("acme/sub/demo", ""));
         assert_eq!(p.project_dir, "/builds/acme/sub/demo");
+    }
+
+    #[test]
+    fn empty_strategy_gets_its_own_directory() {
+        let mut j = job("acme/demo", "");
+        j.variables
+            .push(glrunner_protocol::JobVariable::new("GIT_STRATEGY", "empty"));
+        let ctx = RunnerContext {
+            short_token: "abc123xyz".into(),
+            ..RunnerContext::default()
+        };
+        let p = JobPaths::shared("/b", &ctx, &j);
+        assert_eq!(p.project_dir, "/b/abc123xyz/0/acme/demo-empty");
+        assert_eq!(p.tmp_dir, "/b/abc123xyz/0/acme/demo-empty.tmp");
+        j.variables.clear();
+        let ctx = RunnerContext {
+            environment: vec!["GIT_STRATEGY=empty".into()],
+            ..ctx
+        };
+        assert_eq!(
+            JobPaths::isolated("/b", &ctx, &j).project_dir,
+            "/b/acme/demo-empty"
+        );
     }
 
     #[test]

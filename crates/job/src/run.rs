@@ -14,14 +14,23 @@
 //! - graceful cancel (`control.cancel`) stops the user steps; before they start it stops the job
 //!   without after_script, as gitlab-runner does;
 //! - abort (`control.abort`) stops everything at once; only cleanup runs;
+//! - get_sources, restore_cache and download_artifacts are tried `GET_SOURCES_ATTEMPTS`,
+//!   `RESTORE_CACHE_ATTEMPTS` and `ARTIFACT_DOWNLOAD_ATTEMPTS` times; clear_worktree runs before the
+//!   second try of get_sources. When one of them fails, the user steps and after_script are skipped but
+//!   the on-failure cache and artifact stages still run;
+//! - archive_cache or archive_cache_on_failure, then upload_artifacts_on_success or
+//!   upload_artifacts_on_failure run after the steps, even after a graceful cancel or a script timeout;
+//!   the job's error wins over the cache stage's, which wins over the artifact stage's (a failed upload
+//!   fails a job that otherwise succeeded);
 //! - the file-variable cleanup stage runs whenever the executor was prepared, and the executor's own
 //!   cleanup runs on every path.
 
 use crate::context::RunnerContext;
 use crate::executor::{Executor, ExecutorError, PrepareOptions, StageExit, StageScript};
+use crate::helper::HelperSetup;
 use crate::outcome::JobOutcome;
 use crate::paths::JobPaths;
-use crate::script::{ScriptContext, ScriptOptions};
+use crate::script::{ScriptContext, ScriptError, ScriptOptions};
 use crate::settings::{JobSettings, format_go_duration};
 use crate::stage::{Stage, StageKind, StagePlan, Work};
 use crate::variables::{self, FEATURE_FLAGS, VariableSources, Variables};
@@ -116,6 +125,29 @@ struct Prepared {
     settings: JobSettings,
     plan: StagePlan,
     options: ScriptOptions,
+    helper: HelperSetup,
+}
+
+impl JobError {
+    /// Errors after which nothing but cleanup runs: GitLab or glrunner stopped the job, or its time
+    /// is up.
+    fn ends_job(&self) -> bool {
+        matches!(
+            self,
+            JobError::Aborted
+                | JobError::Timeout {
+                    job_level: true,
+                    ..
+                }
+        )
+    }
+
+    fn script(e: ScriptError) -> Self {
+        JobError::Refused {
+            reason: FailureReason::ScriptFailure,
+            message: e.to_string(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -168,6 +200,16 @@ impl JobRun<'_> {
             paths: &p.paths,
             settings: &p.settings,
             options: p.options,
+            helper: &p.helper,
+        }
+    }
+
+    /// Limits of the stages after the user steps: the job's deadline, not stopped by a graceful
+    /// cancel (their point is to save what the canceled job produced).
+    fn finishing_limits(&self) -> Limits {
+        Limits {
+            cancelable: false,
+            ..self.job_limits()
         }
     }
 
@@ -194,44 +236,123 @@ impl JobRun<'_> {
         self.run_predefined(ex, &stage, script, self.job_limits())
             .await?;
 
-        self.get_sources(ex, p).await?;
-        for name in ["restore_cache", "download_artifacts"] {
-            self.warn_if_unsupported(&stage_named(&p.plan, name)?);
-        }
-
-        let result = self.user_steps(ex, p).await;
-        if matches!(
-            result,
-            Err(JobError::Aborted)
-                | Err(JobError::Timeout {
-                    job_level: true,
-                    ..
-                })
-        ) {
+        let mut result = self.sources_cache_and_dependencies(ex, p).await;
+        if let Err(e) = &result
+            && (e.ends_job() || matches!(e, JobError::Canceled))
+        {
+            // Stopped before the script: as gitlab-runner, nothing else runs.
             return result;
         }
-        let result = self.after_script(ex, p, result).await;
-        if matches!(
-            result,
-            Err(JobError::Aborted)
-                | Err(JobError::Timeout {
-                    job_level: true,
-                    ..
-                })
-        ) {
-            return result;
+        if result.is_ok() {
+            result = self.user_steps(ex, p).await;
+            if result.as_ref().is_err_and(JobError::ends_job) {
+                return result;
+            }
+            result = self.after_script(ex, p, result).await;
+            if result.as_ref().is_err_and(JobError::ends_job) {
+                return result;
+            }
         }
 
         let failed = result.is_err();
-        for stage in &p.plan.stages {
-            if let StageKind::ArchiveCache { on_failure }
-            | StageKind::UploadArtifacts { on_failure } = stage.kind
-                && on_failure == failed
-            {
-                self.warn_if_unsupported(stage);
-            }
+        let cache = self.archive_cache(ex, p, failed).await;
+        if cache.as_ref().is_err_and(JobError::ends_job) {
+            return cache;
         }
-        result
+        let artifacts = self.upload_artifacts(ex, p, failed).await;
+        if artifacts.as_ref().is_err_and(JobError::ends_job) {
+            return artifacts;
+        }
+        // gitlab-runner's priority: the job's own error, then the cache's, then the artifacts'.
+        result.and(cache).and(artifacts)
+    }
+
+    /// get_sources, restore_cache and download_artifacts, each with its attempts.
+    async fn sources_cache_and_dependencies(
+        &self,
+        ex: &mut dyn Executor,
+        p: &Prepared,
+    ) -> Result<(), JobError> {
+        let scripts = self.scripts(p);
+        let get_sources = scripts.get_sources().map_err(JobError::script)?;
+        let stage = stage_named(&p.plan, "get_sources")?;
+        self.run_attempts(
+            ex,
+            p,
+            &stage,
+            &get_sources,
+            p.settings.get_sources_attempts,
+            true,
+        )
+        .await?;
+
+        let stage = stage_named(&p.plan, "restore_cache")?;
+        if stage.work == Work::Run {
+            let script = scripts.restore_cache().map_err(JobError::script)?;
+            self.run_attempts(
+                ex,
+                p,
+                &stage,
+                &script,
+                p.settings.restore_cache_attempts,
+                false,
+            )
+            .await?;
+        }
+
+        let stage = stage_named(&p.plan, "download_artifacts")?;
+        if stage.work == Work::Run {
+            let script = scripts.download_artifacts();
+            let attempts = p.settings.artifact_download_attempts;
+            self.run_attempts(ex, p, &stage, &script, attempts, false)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// archive_cache or archive_cache_on_failure, if the job has a cache to save.
+    async fn archive_cache(
+        &self,
+        ex: &mut dyn Executor,
+        p: &Prepared,
+        failed: bool,
+    ) -> Result<(), JobError> {
+        let Some(stage) = p
+            .plan
+            .stages
+            .iter()
+            .find(|s| s.kind == StageKind::ArchiveCache { on_failure: failed })
+            .filter(|s| s.work == Work::Run)
+        else {
+            return Ok(());
+        };
+        let script = self
+            .scripts(p)
+            .archive_cache(failed)
+            .map_err(JobError::script)?;
+        self.run_predefined(ex, stage, script, self.finishing_limits())
+            .await
+    }
+
+    /// upload_artifacts_on_success or upload_artifacts_on_failure, if the job has artifacts for it.
+    async fn upload_artifacts(
+        &self,
+        ex: &mut dyn Executor,
+        p: &Prepared,
+        failed: bool,
+    ) -> Result<(), JobError> {
+        let Some(stage) = p
+            .plan
+            .stages
+            .iter()
+            .find(|s| s.kind == StageKind::UploadArtifacts { on_failure: failed })
+            .filter(|s| s.work == Work::Run)
+        else {
+            return Ok(());
+        };
+        let script = self.scripts(p).upload_artifacts(failed);
+        self.run_predefined(ex, stage, script, self.finishing_limits())
+            .await
     }
 
     /// Plan, paths, variables and settings; the feature-flag header line and setting warnings.
@@ -290,12 +411,25 @@ impl JobRun<'_> {
 
         let mut options = ScriptOptions::from_settings(&settings);
         options.exit_code_marker = ex.needs_exit_code_marker();
+        let helper = HelperSetup {
+            program: match &ctx.helper_path {
+                Some(path) => path.to_str().map(str::to_owned),
+                None => ex.helper_program(),
+            },
+            gitlab_url: ctx
+                .gitlab_url
+                .clone()
+                .or_else(|| variables.value("CI_SERVER_URL").map(str::to_owned))
+                .unwrap_or_default(),
+            cache_dir: ex.cache_dir(ctx),
+        };
         Ok(Prepared {
             paths,
             variables,
             settings,
             plan,
             options,
+            helper,
         })
     }
 
@@ -329,29 +463,38 @@ impl JobRun<'_> {
         result
     }
 
-    async fn get_sources(&self, ex: &mut dyn Executor, p: &Prepared) -> Result<(), JobError> {
-        let stage = stage_named(&p.plan, "get_sources")?;
-        let script = self.scripts(p).get_sources();
+    /// Run a predefined stage up to `attempts` times while it fails (a script exit or a system error),
+    /// with a growing wait in between unless `FF_USE_EXPONENTIAL_BACKOFF_STAGE_RETRY` is off;
+    /// `clear_worktree` before the second try when `clear` is set.
+    async fn run_attempts(
+        &self,
+        ex: &mut dyn Executor,
+        p: &Prepared,
+        stage: &Stage,
+        script: &str,
+        attempts: u32,
+        clear: bool,
+    ) -> Result<(), JobError> {
         let limits = self.job_limits();
-        let attempts = p.settings.get_sources_attempts.max(1);
+        let attempts = attempts.max(1);
         let mut backoff = RETRY_BACKOFF_START;
         let mut attempt = 1;
         loop {
             match self
-                .run_predefined(ex, &stage, script.clone(), limits)
+                .run_predefined(ex, stage, script.to_owned(), limits)
                 .await
             {
                 Ok(()) => return Ok(()),
                 Err(e @ (JobError::Exit(_) | JobError::System(_))) if attempt < attempts => {
                     tracing::info!(
                         job = self.job.id,
+                        stage = %stage.name,
                         attempt,
-                        "get_sources failed, retrying: {e:?}"
+                        "stage failed, retrying: {e:?}"
                     );
                 }
                 Err(e) => return Err(e),
             }
-            attempt += 1;
             if p.settings.stage_retry_backoff {
                 self.log
                     .info(&format!("Retrying in {}", format_go_duration(backoff)));
@@ -361,6 +504,20 @@ impl JobRun<'_> {
                 }
                 backoff = backoff.mul_f64(1.5).min(RETRY_BACKOFF_MAX);
             }
+            if clear && attempt == 1 {
+                let script = self.scripts(p).clear_worktree();
+                let stage = StagePlan::clear_worktree();
+                // A failed clean-up only means the next attempt starts from what is there.
+                if let Err(e) = self.run_predefined(ex, &stage, script, limits).await {
+                    if e.ends_job() || matches!(e, JobError::Canceled) {
+                        return Err(e);
+                    }
+                    self.log.warning(&format!(
+                        "deleting the files before the next attempt failed ({e:?}); trying anyway"
+                    ));
+                }
+            }
+            attempt += 1;
         }
     }
 
@@ -547,16 +704,6 @@ impl JobRun<'_> {
                 self.log.error(&format!("Job failed: {message}"));
                 failed(reason, None)
             }
-        }
-    }
-
-    fn warn_if_unsupported(&self, stage: &Stage) {
-        if stage.work == Work::NotSupportedYet {
-            self.log.warning(&format!(
-                "{}: {} is not supported by glrunner yet; the stage is skipped and the job goes on without it",
-                stage.name,
-                stage.unsupported_feature()
-            ));
         }
     }
 

@@ -8,12 +8,34 @@
 //! the command it was running (older bash printed the whole `eval` word, secrets included).
 
 use crate::context::RunnerContext;
+use crate::helper::HelperSetup;
 use crate::paths::JobPaths;
 use crate::settings::JobSettings;
 use crate::variables::{Variables, is_valid_name};
+use glrunner_archive::{Level, Message};
 use glrunner_protocol::JobResponse;
 use glrunner_trace::format as ansi;
 use std::fmt::Write as _;
+
+/// File name of `GITLAB_ENV` in the project's temp dir: `KEY=VALUE` lines a stage writes are exported
+/// to every later stage.
+pub const GITLAB_ENV_FILE: &str = "gitlab_runner_env";
+
+/// Why a stage script could not be written. Each is a mistake in the job's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScriptError {
+    #[error(
+        "cache:policy {policy:?} of cache {key:?} (after expanding variables) is not one of pull, push or \
+         pull-push. Fix `cache:policy` in .gitlab-ci.yml, or the variable it uses"
+    )]
+    CachePolicy { key: String, policy: String },
+    #[error(
+        "GIT_SUBMODULE_PATHS {value:?} contains \":(exclude)\" on its own, which git cannot use. Write the \
+         path right after it without a space, for example `GIT_SUBMODULE_PATHS: \":(exclude)libs/big\"`"
+    )]
+    SubmodulePaths { value: String },
+}
 
 /// Quote `s` for bash: unchanged when it only has characters that need no quoting, `''` when empty,
 /// else an ANSI-C `$'…'` word in which quotes, backslashes and control bytes are escaped and every
@@ -113,7 +135,8 @@ impl BashWriter {
         self.check_exit_code();
     }
 
-    fn check_exit_code(&mut self) {
+    /// With `FF_ENABLE_BASH_EXIT_CODE_CHECK`, stop on the previous command's failure explicitly.
+    pub fn check_exit_code(&mut self) {
         if self.options.exit_code_check {
             self.line("_runner_exit_code=$?; if [ $_runner_exit_code -ne 0 ]; then exit $_runner_exit_code; fi");
         }
@@ -148,6 +171,12 @@ impl BashWriter {
             .collect::<Vec<_>>()
             .join(" ");
         self.line(&format!("if {line} >/dev/null 2>&1; then"));
+        self.indent += 1;
+    }
+
+    /// `if <line>; then`, the condition's output shown.
+    pub fn if_line(&mut self, condition: &str) {
+        self.line(&format!("if {condition}; then"));
         self.indent += 1;
     }
 
@@ -186,6 +215,30 @@ impl BashWriter {
 
     pub fn rm_f(&mut self, path: &str) {
         self.command(&["rm", "-f", path]);
+    }
+
+    /// Remove every file named `name` (a `find -name` pattern) below `dir`, if `dir` exists.
+    pub fn rm_files_recursive(&mut self, dir: &str, name: &str) {
+        self.if_dir(dir);
+        self.command(&[
+            "find", dir, "-name", name, "-type", "f", "-exec", "rm", "-f", "{}", "+",
+        ]);
+        self.end_if();
+    }
+
+    /// A line of the job log, coloured by its level like gitlab-runner's.
+    pub fn message(&mut self, m: &Message) {
+        match m.level {
+            Level::Info => self.print(&m.text),
+            Level::Notice => self.notice(&m.text),
+            Level::Warning => self.warning(&m.text),
+            Level::Error => self.error(&m.text),
+        }
+    }
+
+    /// A bold red `ERROR:` line in the job output.
+    pub fn error(&mut self, text: &str) {
+        self.echo(ansi::BOLD_RED, &format!("ERROR: {text}"));
     }
 
     /// Export every variable in order; file variables are written to their file and the variable holds
@@ -297,6 +350,8 @@ pub struct ScriptContext<'a> {
     pub paths: &'a JobPaths,
     pub settings: &'a JobSettings,
     pub options: ScriptOptions,
+    /// How scripts reach `glrunner helper`, GitLab and the cache.
+    pub helper: &'a HelperSetup,
 }
 
 impl ScriptContext<'_> {
@@ -304,17 +359,73 @@ impl ScriptContext<'_> {
         BashWriter::new(self.options)
     }
 
-    /// prepare_script: says where the job runs.
+    /// Where `GITLAB_ENV` points.
+    pub fn gitlab_env_path(&self) -> String {
+        format!("{}/{GITLAB_ENV_FILE}", self.paths.tmp_dir)
+    }
+
+    /// Export every variable, then `GITLAB_ENV` and the `KEY=VALUE` lines earlier stages wrote to it
+    /// (as gitlab-runner: one `export` per line; blank lines are skipped, and a last line without a
+    /// newline counts).
+    pub fn write_exports(&self, w: &mut BashWriter) {
+        w.exports(self.variables);
+        let path = self.gitlab_env_path();
+        w.line(&format!("export GITLAB_ENV={}", escape(&path)));
+        w.mkdir(&self.paths.tmp_dir);
+        w.command(&["touch", &path]);
+        w.line(&format!(
+            "while read -r line || [ -n \"$line\" ]; do [ -z \"$line\" ] || export \"$line\"; done < {}",
+            escape(&path)
+        ));
+    }
+
+    /// prepare_script: says where the job runs and forgets what an earlier job left in `GITLAB_ENV`.
     pub fn prepare_script(&self) -> String {
         let mut w = self.writer();
         w.line("echo \"Running on ${HOSTNAME:-$(hostname)}...\"");
+        w.rm_f(&self.gitlab_env_path());
         w.finish()
     }
 
     /// get_sources for the job's `GIT_STRATEGY`.
-    pub fn get_sources(&self) -> String {
+    pub fn get_sources(&self) -> Result<String, ScriptError> {
         let mut w = self.writer();
-        crate::sources::write_get_sources(&mut w, self);
+        crate::sources::write_get_sources(&mut w, self)?;
+        Ok(w.finish())
+    }
+
+    /// clear_worktree: run before get_sources is tried again.
+    pub fn clear_worktree(&self) -> String {
+        let mut w = self.writer();
+        crate::sources::write_clear_worktree(&mut w, self);
+        w.finish()
+    }
+
+    /// restore_cache: extract each cache (or its fallbacks) with `glrunner helper cache-extract`.
+    pub fn restore_cache(&self) -> Result<String, ScriptError> {
+        let mut w = self.writer();
+        crate::cache::write_restore_cache(&mut w, self)?;
+        Ok(w.finish())
+    }
+
+    /// download_artifacts: each dependency's archive with `glrunner helper artifacts-download`.
+    pub fn download_artifacts(&self) -> String {
+        let mut w = self.writer();
+        crate::artifacts::write_download_artifacts(&mut w, self);
+        w.finish()
+    }
+
+    /// archive_cache or archive_cache_on_failure.
+    pub fn archive_cache(&self, job_failed: bool) -> Result<String, ScriptError> {
+        let mut w = self.writer();
+        crate::cache::write_archive_cache(&mut w, self, job_failed)?;
+        Ok(w.finish())
+    }
+
+    /// upload_artifacts_on_success or upload_artifacts_on_failure.
+    pub fn upload_artifacts(&self, job_failed: bool) -> String {
+        let mut w = self.writer();
+        crate::artifacts::write_upload_artifacts(&mut w, self, job_failed);
         w.finish()
     }
 
@@ -322,7 +433,7 @@ impl ScriptContext<'_> {
     /// `post_build_script`.
     pub fn user_step(&self, commands: &[String]) -> String {
         let mut w = self.writer();
-        w.exports(self.variables);
+        self.write_exports(&mut w);
         w.cd(&self.paths.project_dir);
         if let Some(pre) = self
             .ctx
@@ -349,20 +460,36 @@ impl ScriptContext<'_> {
     pub fn after_script(&self, commands: &[String], job_status: &str) -> String {
         let mut vars = self.variables.clone();
         vars.set("CI_JOB_STATUS", job_status);
+        let sc = ScriptContext {
+            variables: &vars,
+            ..*self
+        };
         let mut w = self.writer();
-        w.exports(&vars);
+        sc.write_exports(&mut w);
         w.cd(&self.paths.project_dir);
         w.user_commands(commands);
         w.finish()
     }
 
-    /// cleanup_file_variables: removes the file variables' files and git's template dir.
+    /// cleanup_file_variables: removes the file variables' files, `GITLAB_ENV`, git's template and
+    /// external config (with the credential helper), and lock files a killed git left.
     pub fn cleanup(&self) -> String {
         let mut w = self.writer();
         for key in self.variables.file_keys() {
             w.rm_f(&self.variables.file_path(key));
         }
+        w.rm_f(&self.gitlab_env_path());
+        w.rm_f(&format!(
+            "{}/{}",
+            self.paths.tmp_dir,
+            crate::sources::GIT_CONFIG_FILE
+        ));
         w.rm_rf(&format!("{}/git-template", self.paths.tmp_dir));
+        crate::sources::write_git_lock_cleanup(
+            &mut w,
+            &self.paths.project_dir,
+            self.settings.submodule_strategy != crate::settings::SubmoduleStrategy::None,
+        );
         w.finish()
     }
 }

@@ -2,11 +2,14 @@
 //! flags), with a warning for every value that could not be used, instead of failing the job.
 
 use crate::context::RunnerContext;
-use crate::variables::{Variables, is_valid_name};
+use crate::variables::{Variables, is_valid_name, parse_bool};
 use std::time::Duration;
 
 /// gitlab-runner's default for `RUNNER_AFTER_SCRIPT_TIMEOUT`.
 pub const DEFAULT_AFTER_SCRIPT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// gitlab-runner's default for `CACHE_REQUEST_TIMEOUT`, in minutes.
+pub const DEFAULT_CACHE_REQUEST_TIMEOUT_MINUTES: u32 = 10;
 
 /// `GIT_STRATEGY`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +45,16 @@ pub struct JobSettings {
     /// `GIT_FETCH_EXTRA_FLAGS` (default `--prune --quiet`; `none` = no flags).
     pub git_fetch_extra_flags: Vec<String>,
     pub submodule_strategy: SubmoduleStrategy,
+    /// `GIT_SUBMODULE_DEPTH`; `None` = the job's `git_info.depth`.
+    pub submodule_depth: Option<u32>,
+    /// `GIT_SUBMODULE_PATHS`: pathspecs after `--` of the submodule commands.
+    pub submodule_paths: Vec<String>,
+    /// `GIT_SUBMODULE_UPDATE_FLAGS` (`none` = no flags).
+    pub submodule_update_flags: Vec<String>,
+    /// `GIT_SUBMODULE_FORCE_HTTPS`: fetch `git@host:` and `ssh://git@host` submodules over HTTPS.
+    pub submodule_force_https: bool,
+    /// `GIT_LFS_SKIP_SMUDGE`: the user turned LFS downloads off; `git lfs pull` is skipped too.
+    pub lfs_skip_smudge: bool,
     /// `*_ATTEMPTS`, each clamped to 1–10.
     pub get_sources_attempts: u32,
     pub restore_cache_attempts: u32,
@@ -52,6 +65,12 @@ pub struct JobSettings {
     pub after_script_timeout: Duration,
     /// `AFTER_SCRIPT_IGNORE_ERRORS` (default true).
     pub after_script_ignore_errors: bool,
+    /// `CACHE_REQUEST_TIMEOUT` in minutes (default 10): the limit for one cache transfer.
+    pub cache_request_timeout_minutes: u32,
+    /// `FF_HASH_CACHE_KEYS`: name cache archives by the SHA-256 of their key.
+    pub hash_cache_keys: bool,
+    /// `FF_CLEAN_UP_FAILED_CACHE_EXTRACT`: remove the cache paths when an extraction fails half-way.
+    pub clean_up_failed_cache_extract: bool,
     /// `FF_ENABLE_BASH_EXIT_CODE_CHECK`: check `$?` after every command, not only `set -e`.
     pub bash_exit_code_check: bool,
     /// `FF_USE_NEW_BASH_EVAL_STRATEGY`: run the script body's `eval` in a subshell.
@@ -113,6 +132,58 @@ impl JobSettings {
             }
         };
 
+        // As gitlab-runner: no sources, no submodules.
+        let submodule_strategy = match git_strategy {
+            GitStrategy::None | GitStrategy::Empty => SubmoduleStrategy::None,
+            _ => submodule_strategy,
+        };
+        let submodule_paths: Vec<String> = vars
+            .value("GIT_SUBMODULE_PATHS")
+            .unwrap_or("")
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let submodule_depth = match vars.value("GIT_SUBMODULE_DEPTH").map(str::trim) {
+            None | Some("") => None,
+            Some(raw) => match raw.parse::<i64>() {
+                Ok(n) => Some(u32::try_from(n.max(0)).unwrap_or(u32::MAX)),
+                Err(_) => {
+                    warnings.push(format!(
+                        "GIT_SUBMODULE_DEPTH={raw:?} is not a number; using the job's git depth"
+                    ));
+                    None
+                }
+            },
+        };
+        let mut boolean = |name: &str, default: bool| -> bool {
+            match vars.value(name).map(str::trim) {
+                None | Some("") => default,
+                Some(raw) => parse_bool(raw).unwrap_or_else(|| {
+                    warnings.push(format!(
+                        "{name}={raw:?} is not true or false; using {default}"
+                    ));
+                    default
+                }),
+            }
+        };
+        let submodule_force_https = boolean("GIT_SUBMODULE_FORCE_HTTPS", false);
+        let lfs_skip_smudge = boolean("GIT_LFS_SKIP_SMUDGE", false);
+
+        let cache_request_timeout_minutes = match vars.value("CACHE_REQUEST_TIMEOUT").map(str::trim)
+        {
+            None | Some("") => DEFAULT_CACHE_REQUEST_TIMEOUT_MINUTES,
+            Some(raw) => match raw.parse::<u32>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    warnings.push(format!(
+                        "CACHE_REQUEST_TIMEOUT={raw:?} is not a positive number of minutes; using \
+                         {DEFAULT_CACHE_REQUEST_TIMEOUT_MINUTES}"
+                    ));
+                    DEFAULT_CACHE_REQUEST_TIMEOUT_MINUTES
+                }
+            },
+        };
+
         let mut attempts = |name: &str| -> u32 {
             let Some(raw) = vars.value(name).filter(|s| !s.is_empty()) else {
                 return 1;
@@ -172,12 +243,20 @@ impl JobSettings {
             git_clean_flags: flags(vars.value("GIT_CLEAN_FLAGS"), "-ffdx"),
             git_fetch_extra_flags: flags(vars.value("GIT_FETCH_EXTRA_FLAGS"), "--prune --quiet"),
             submodule_strategy,
+            submodule_depth,
+            submodule_paths,
+            submodule_update_flags: flags(vars.value("GIT_SUBMODULE_UPDATE_FLAGS"), ""),
+            submodule_force_https,
+            lfs_skip_smudge,
             get_sources_attempts,
             restore_cache_attempts,
             artifact_download_attempts,
             script_timeout,
             after_script_timeout,
             after_script_ignore_errors: vars.bool("AFTER_SCRIPT_IGNORE_ERRORS").unwrap_or(true),
+            cache_request_timeout_minutes,
+            hash_cache_keys: flag("FF_HASH_CACHE_KEYS"),
+            clean_up_failed_cache_extract: flag("FF_CLEAN_UP_FAILED_CACHE_EXTRACT"),
             bash_exit_code_check: flag("FF_ENABLE_BASH_EXIT_CODE_CHECK"),
             bash_eval_subshell: flag("FF_USE_NEW_BASH_EVAL_STRATEGY"),
             script_sections: flag("FF_SCRIPT_SECTIONS"),

@@ -373,6 +373,14 @@ impl Executor for ShellExecutor {
         false
     }
 
+    /// The running glrunner binary: the helper is the same binary (design decision 8).
+    fn helper_program(&self) -> Option<String> {
+        let exe = std::env::current_exe().ok()?;
+        let exe = exe.to_str()?;
+        // Linux names a binary replaced by an upgrade `<path> (deleted)`; the new one is at `<path>`.
+        Some(exe.strip_suffix(" (deleted)").unwrap_or(exe).to_owned())
+    }
+
     fn job_paths(&self, ctx: &RunnerContext, job: &JobResponse) -> Result<JobPaths, ExecutorError> {
         if let Some(paths) = &self.paths {
             return Ok(paths.clone());

@@ -1,12 +1,15 @@
 //! The get_sources script: `GIT_STRATEGY` clone/fetch/none/empty, refspec fetch with depth, checkout,
-//! clean, LFS, and the get-sources hooks.
+//! clean, LFS, submodules (`GIT_SUBMODULE_*`), the get-sources hooks, and the clear_worktree script run
+//! before a retry.
 //!
-//! The job token never reaches `.git/config`, the trace or a command line: the stored remote URL has no
-//! credentials, and git gets them from a credential helper set with `-c` on the fetch command only,
-//! which reads them from environment variables set for that one command. A `credential.helper=` before
-//! it clears helpers from the user's git config, so nothing stores the token either.
+//! The job token never reaches `.git/config`, `.gitmodules`, the trace or a command line. The stored
+//! remote URL has no credentials; git gets them from a credential helper that reads `$CI_JOB_TOKEN`
+//! from its environment. The helper lives in an external git config file in the project's temp dir
+//! (removed by the cleanup stage), scoped to the GitLab host and included from `.git/config` and from
+//! each submodule's config, so `git fetch` in the job's own scripts works as with gitlab-runner. Its
+//! empty `helper =` entry first clears other helpers for that host, so nothing stores the token.
 
-use crate::script::{BashWriter, ScriptContext, escape};
+use crate::script::{BashWriter, ScriptContext, ScriptError, escape};
 use crate::settings::{GitStrategy, SubmoduleStrategy};
 use glrunner_protocol::{JobResponse, Secret};
 
@@ -16,9 +19,24 @@ const DEFAULT_REFSPECS: &[&str] = &[
     "+refs/tags/*:refs/tags/*",
 ];
 
-/// A credential helper that answers `get` from the environment of the git command it runs under.
-const CREDENTIAL_HELPER: &str = "!f() { test \"$1\" = get || return 0; \
-     echo \"username=${GLRUNNER_GIT_USERNAME}\"; echo \"password=${GLRUNNER_GIT_PASSWORD}\"; }; f";
+/// A credential helper that answers `get` with the job token from the environment it runs in.
+const CREDENTIAL_HELPER: &str =
+    "!f(){ if [ \"$1\" = \"get\" ]; then echo \"password=${CI_JOB_TOKEN}\"; fi; }; f";
+
+/// The environment variable the credential helper reads.
+const TOKEN_VARIABLE: &str = "CI_JOB_TOKEN";
+
+/// File name of the external git config in the project's temp dir.
+pub const GIT_CONFIG_FILE: &str = ".glrunner-git.conf";
+
+/// Lock files a killed git may leave behind; each one makes the next fetch fail.
+const STALE_GIT_FILES: &[&str] = &[
+    "index.lock",
+    "shallow.lock",
+    "HEAD.lock",
+    "hooks/post-checkout",
+    "config.lock",
+];
 
 /// Where to fetch from, split from its credentials.
 pub struct Remote {
@@ -118,45 +136,93 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A git command that may talk to the remote: credentials (from the environment of this command only)
-/// and the CA for the GitLab host.
-fn remote_git(remote: &Remote, has_ca: bool, args: &[&str]) -> String {
-    let mut line = String::new();
-    if remote.has_credentials() {
-        let user = remote.username.as_deref().unwrap_or("gitlab-ci-token");
-        let pass = remote.password.as_ref().map(Secret::expose).unwrap_or("");
-        line.push_str(&format!(
-            "GLRUNNER_GIT_USERNAME={} GLRUNNER_GIT_PASSWORD={} ",
-            escape(user),
-            escape(pass)
+/// `scheme://host[:port]` of an HTTP(S) URL, for `credential.<url>.*` and `http.<url>.*` settings.
+pub fn http_base_of(url: &str) -> Option<String> {
+    http_base(url)
+}
+
+/// Everything the git commands of get_sources share.
+struct Git<'a> {
+    remote: Remote,
+    /// The external git config file.
+    config: String,
+    /// `CI_JOB_TOKEN=<password> ` for commands that talk to the remote, or empty.
+    token_env: String,
+    sc: &'a ScriptContext<'a>,
+}
+
+impl Git<'_> {
+    /// A git command that may talk to a remote: the token in its environment, the external config
+    /// included (submodule commands do not read the superproject's config).
+    fn remote_line(&self, args: &[&str]) -> String {
+        let mut line = self.token_env.clone();
+        line.push_str("git -c ");
+        line.push_str(&escape(&format!("include.path={}", self.config)));
+        for a in args {
+            line.push(' ');
+            line.push_str(&escape(a));
+        }
+        line
+    }
+
+    /// `line || { hint; exit with git's code; }`: git's own message stays, a hint follows it.
+    fn with_hint(line: &str, hint: &str) -> String {
+        let hint = escape(&format!(
+            "{}ERROR: {hint}{}",
+            glrunner_trace::format::BOLD_RED,
+            glrunner_trace::format::RESET
         ));
+        format!("{line} || {{ _glrunner_rc=$?; echo {hint}; exit $_glrunner_rc; }}")
     }
-    line.push_str("git");
-    if remote.has_credentials() {
-        line.push_str(" -c credential.helper= -c ");
-        line.push_str(&escape(&format!("credential.helper={CREDENTIAL_HELPER}")));
+}
+
+const FETCH_HINT: &str = "fetching the repository failed. If git says \"Authentication failed\" or \
+     \"HTTP Basic: Access denied\", GitLab refused the job token: the job may have been canceled or \
+     already finished (retry it), or the project does not allow this job's token \
+     (Settings > CI/CD > Job token permissions)";
+
+const SUBMODULE_HINT: &str = "updating the submodules failed. If git says \"Authentication failed\" \
+     for a submodule on this GitLab server, add this project to the submodule project's job token \
+     allowlist (its Settings > CI/CD > Job token permissions); prefer relative URLs (`../other.git`) in \
+     .gitmodules, and set GIT_SUBMODULE_FORCE_HTTPS: \"true\" for `git@` URLs. Submodules on other \
+     servers get no credentials from glrunner";
+
+/// `rm -f` each stale git file of `project_dir`, also inside `.git/modules` when submodules are used,
+/// and stale ref locks.
+pub(crate) fn write_git_lock_cleanup(w: &mut BashWriter, project_dir: &str, submodules: bool) {
+    let git_dir = format!("{project_dir}/.git");
+    for f in STALE_GIT_FILES {
+        w.rm_f(&format!("{git_dir}/{f}"));
+        if submodules {
+            let name = f.rsplit('/').next().unwrap_or(f);
+            w.rm_files_recursive(&format!("{git_dir}/modules"), name);
+        }
     }
-    if let (true, Some(base)) = (has_ca, remote.base.as_deref()) {
-        line.push_str(&format!(
-            " -c {}\"${{CI_SERVER_TLS_CA_FILE}}\"",
-            escape(&format!("http.{base}.sslCAInfo="))
-        ));
-    }
-    for a in args {
-        line.push(' ');
-        line.push_str(&escape(a));
-    }
-    line
+    w.rm_files_recursive(&format!("{git_dir}/refs"), "*.lock");
 }
 
 /// The body of the get_sources stage.
-pub(crate) fn write_get_sources(w: &mut BashWriter, sc: &ScriptContext<'_>) {
+pub(crate) fn write_get_sources(
+    w: &mut BashWriter,
+    sc: &ScriptContext<'_>,
+) -> Result<(), ScriptError> {
     let (job, settings, paths) = (sc.job, sc.settings, sc.paths);
     let project_dir = paths.project_dir.as_str();
-    w.exports(sc.variables);
+    let strategy = settings.git_strategy;
+    let submodules = settings.submodule_strategy != SubmoduleStrategy::None;
+    if submodules && settings.submodule_paths.iter().any(|p| p == ":(exclude)") {
+        return Err(ScriptError::SubmodulePaths {
+            value: settings.submodule_paths.join(" "),
+        });
+    }
+
+    sc.write_exports(w);
     w.line("export GIT_TERMINAL_PROMPT=0");
     w.line("export GCM_INTERACTIVE=Never");
-    w.line("export GIT_LFS_SKIP_SMUDGE=1");
+    if !settings.lfs_skip_smudge {
+        // LFS objects come with `git lfs pull` after checkout, not while git checks out.
+        w.line("export GIT_LFS_SKIP_SMUDGE=1");
+    }
     w.mkdir(&paths.builds_dir);
     w.cd(&paths.builds_dir);
 
@@ -167,29 +233,49 @@ pub(crate) fn write_get_sources(w: &mut BashWriter, sc: &ScriptContext<'_>) {
             .flat_map(|h| h.script.iter().cloned())
             .collect()
     };
-    let mut pre: Vec<String> = sc.ctx.pre_get_sources_script.iter().cloned().collect();
-    pre.extend(hook("pre_get_sources_script"));
-    pre.retain(|c| !c.trim().is_empty());
-    w.user_commands(&pre);
+    let has_sources = matches!(strategy, GitStrategy::Clone | GitStrategy::Fetch);
+    if has_sources {
+        let mut pre: Vec<String> = sc.ctx.pre_get_sources_script.iter().cloned().collect();
+        pre.extend(hook("pre_get_sources_script"));
+        pre.retain(|c| !c.trim().is_empty());
+        w.user_commands(&pre);
+    }
 
-    match settings.git_strategy {
+    match strategy {
         GitStrategy::None => {
             w.notice("Skipping Git repository setup");
             w.mkdir(project_dir);
-            return;
+            return Ok(());
         }
         GitStrategy::Empty => {
             w.notice("Skipping Git repository setup and creating an empty build directory");
             w.rm_rf(project_dir);
             w.mkdir(project_dir);
-            return;
+            return Ok(());
         }
-        GitStrategy::Clone => w.rm_rf(project_dir),
-        GitStrategy::Fetch => {}
+        GitStrategy::Clone | GitStrategy::Fetch => {}
+    }
+
+    write_git_lock_cleanup(w, project_dir, submodules);
+    if strategy == GitStrategy::Clone {
+        w.rm_rf(project_dir);
     }
 
     let remote = Remote::for_job(job, sc.ctx.clone_url.as_deref());
-    let has_ca = sc.variables.get("CI_SERVER_TLS_CA_FILE").is_some();
+    let config = format!("{}/{GIT_CONFIG_FILE}", paths.tmp_dir);
+    let template = format!("{}/git-template", paths.tmp_dir);
+    let token_env = match &remote.password {
+        Some(p) => format!("{TOKEN_VARIABLE}={} ", escape(p.expose())),
+        None => String::new(),
+    };
+    let git = Git {
+        remote,
+        config,
+        token_env,
+        sc,
+    };
+    write_git_config(w, &git, &template);
+
     let depth = job.git_info.depth;
     if depth > 0 {
         w.notice(&format!(
@@ -197,17 +283,6 @@ pub(crate) fn write_get_sources(w: &mut BashWriter, sc: &ScriptContext<'_>) {
         ));
     } else {
         w.notice("Fetching changes...");
-    }
-
-    let template = format!("{}/git-template", paths.tmp_dir);
-    let template_config = format!("{template}/config");
-    w.mkdir(&template);
-    for (key, value) in [
-        ("fetch.recurseSubmodules", "false"),
-        ("credential.interactive", "never"),
-        ("gc.autoDetach", "false"),
-    ] {
-        w.command(&["git", "config", "-f", &template_config, key, value]);
     }
     let object_format = job
         .git_info
@@ -228,22 +303,26 @@ pub(crate) fn write_get_sources(w: &mut BashWriter, sc: &ScriptContext<'_>) {
     }
     w.command(&init);
     w.cd(project_dir);
-    for stale in [
-        "index.lock",
-        "shallow.lock",
-        "HEAD.lock",
-        "hooks/post-checkout",
-        "config.lock",
-    ] {
-        w.rm_f(&format!(".git/{stale}"));
-    }
-    w.if_cmd(&["git", "remote", "add", "origin", &remote.url]);
+    w.if_cmd(&["git", "remote", "add", "origin", &git.remote.url]);
     w.notice("Created fresh repository.");
     w.else_();
-    w.command(&["git", "remote", "set-url", "origin", &remote.url]);
+    w.command(&["git", "remote", "set-url", "origin", &git.remote.url]);
+    // The template only applies to new repositories.
+    include_git_config(w, ".git/config", &git.config);
     w.end_if();
 
-    let mut fetch: Vec<&str> = vec!["fetch", "origin", "--no-recurse-submodules"];
+    let user_agent = format!(
+        "http.userAgent=glrunner {} {}",
+        sc.ctx.version,
+        crate::variables::executable_arch()
+    );
+    let mut fetch: Vec<&str> = vec![
+        "-c",
+        &user_agent,
+        "fetch",
+        "origin",
+        "--no-recurse-submodules",
+    ];
     if job.git_info.refspecs.is_empty() {
         fetch.extend(DEFAULT_REFSPECS);
     } else {
@@ -258,15 +337,12 @@ pub(crate) fn write_get_sources(w: &mut BashWriter, sc: &ScriptContext<'_>) {
         let mut unshallow = fetch.clone();
         unshallow.push("--unshallow");
         w.if_file(".git/shallow");
-        let line = remote_git(&remote, has_ca, &unshallow);
-        w.line(&line);
+        w.line(&Git::with_hint(&git.remote_line(&unshallow), FETCH_HINT));
         w.else_();
-        let line = remote_git(&remote, has_ca, &fetch);
-        w.line(&line);
+        w.line(&Git::with_hint(&git.remote_line(&fetch), FETCH_HINT));
         w.end_if();
     } else {
-        let line = remote_git(&remote, has_ca, &fetch);
-        w.line(&line);
+        w.line(&Git::with_hint(&git.remote_line(&fetch), FETCH_HINT));
     }
 
     if settings.git_checkout {
@@ -291,26 +367,269 @@ pub(crate) fn write_get_sources(w: &mut BashWriter, sc: &ScriptContext<'_>) {
             clean.extend(settings.git_clean_flags.iter().map(String::as_str));
             w.command(&clean);
         }
-        w.line("if git lfs version >/dev/null 2>&1; then");
-        let line = remote_git(&remote, has_ca, &["lfs", "pull"]);
-        w.line(&format!("  {line}"));
-        w.line("fi");
+        if !settings.lfs_skip_smudge {
+            w.if_cmd(&["git", "lfs", "version"]);
+            w.line(&git.remote_line(&["lfs", "pull"]));
+            w.end_if();
+        }
     } else {
         w.notice("Skipping Git checkout");
     }
 
     match settings.submodule_strategy {
         SubmoduleStrategy::None => w.notice("Skipping Git submodules setup"),
-        SubmoduleStrategy::Normal | SubmoduleStrategy::Recursive => w.warning(
-            "GIT_SUBMODULE_STRATEGY is not supported by glrunner yet; submodules are not checked out. \
-             Add `git submodule update --init` to your script, or unset the variable",
-        ),
+        SubmoduleStrategy::Normal => write_submodules(w, &git, false),
+        SubmoduleStrategy::Recursive => write_submodules(w, &git, true),
     }
 
     let mut post = hook("post_get_sources_script");
     post.extend(sc.ctx.post_get_sources_script.iter().cloned());
     post.retain(|c| !c.trim().is_empty());
     w.user_commands(&post);
+    Ok(())
+}
+
+/// `include.path = <file>` in `target`, replacing an earlier include of the same file.
+fn include_git_config(w: &mut BashWriter, target: &str, file: &str) {
+    w.command(&[
+        "git",
+        "config",
+        "--file",
+        target,
+        "--replace-all",
+        "include.path",
+        file,
+        &include_pattern(),
+    ]);
+}
+
+/// A value pattern matching includes of the external config, wherever the temp dir is.
+fn include_pattern() -> String {
+    format!("{}$", GIT_CONFIG_FILE.replace('.', "\\."))
+}
+
+/// The template (new repositories include the external config) and the external config itself:
+/// credential helper, GitLab's CA and the HTTPS rewrites of `GIT_SUBMODULE_FORCE_HTTPS`.
+fn write_git_config(w: &mut BashWriter, git: &Git<'_>, template: &str) {
+    let sc = git.sc;
+    let template_config = format!("{template}/config");
+    w.mkdir(template);
+    w.rm_f(&template_config);
+    for (key, value) in [
+        ("init.defaultBranch", "none"),
+        ("fetch.recurseSubmodules", "false"),
+        ("credential.interactive", "never"),
+        ("gc.autoDetach", "false"),
+    ] {
+        w.command(&["git", "config", "-f", &template_config, key, value]);
+    }
+
+    let file = git.config.as_str();
+    w.rm_f(file);
+    // The remote's host, and GitLab's own when clone_url points elsewhere (submodules may live there).
+    let mut bases: Vec<String> = git.remote.base.iter().cloned().collect();
+    if let Some(b) = http_base(&sc.helper.gitlab_url)
+        && !bases.contains(&b)
+    {
+        bases.push(b);
+    }
+    if git.remote.has_credentials() {
+        let user = git.remote.username.as_deref().unwrap_or("gitlab-ci-token");
+        for base in &bases {
+            let helper = format!("credential.{base}.helper");
+            w.command(&["git", "config", "-f", file, "--replace-all", &helper, ""]);
+            w.command(&[
+                "git",
+                "config",
+                "-f",
+                file,
+                "--add",
+                &helper,
+                CREDENTIAL_HELPER,
+            ]);
+            w.command(&[
+                "git",
+                "config",
+                "-f",
+                file,
+                &format!("credential.{base}.username"),
+                user,
+            ]);
+        }
+    }
+    if sc
+        .variables
+        .get(crate::variables::CA_FILE_VARIABLE)
+        .is_some()
+    {
+        let ca = sc.variables.file_path(crate::variables::CA_FILE_VARIABLE);
+        for base in &bases {
+            w.command(&[
+                "git",
+                "config",
+                "-f",
+                file,
+                &format!("http.{base}.sslCAInfo"),
+                &ca,
+            ]);
+        }
+    }
+    if sc.settings.submodule_force_https
+        && let Some(https_base) = force_https_base(git)
+    {
+        for (replacement, original) in ssh_rewrites(&https_base, sc) {
+            w.command(&[
+                "git",
+                "config",
+                "-f",
+                file,
+                "--add",
+                &format!("url.{replacement}.insteadOf"),
+                &original,
+            ]);
+        }
+    }
+    w.command(&["touch", file]);
+    include_git_config(w, &template_config, file);
+}
+
+/// The HTTPS base `git@` submodule URLs are rewritten to: `clone_url`, else GitLab's URL.
+fn force_https_base(git: &Git<'_>) -> Option<String> {
+    let candidates = [
+        git.sc.ctx.clone_url.as_deref(),
+        Some(git.sc.helper.gitlab_url.as_str()),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .map(|u| u.trim_end_matches('/'))
+        .find(|u| http_base(u).is_some())
+        .map(str::to_owned)
+}
+
+/// gitlab-runner's SSH-to-HTTPS rewrites: `git@<ssh host>:` and `ssh://git@<ssh host>[:port]`.
+fn ssh_rewrites(base: &str, sc: &ScriptContext<'_>) -> Vec<(String, String)> {
+    let value = |k: &str| sc.variables.value(k).filter(|v| !v.is_empty());
+    let host = value("CI_SERVER_SHELL_SSH_HOST")
+        .or_else(|| value("CI_SERVER_HOST"))
+        .map(str::to_owned)
+        .or_else(|| url::Url::parse(base).ok()?.host_str().map(str::to_owned));
+    let Some(host) = host else {
+        return Vec::new();
+    };
+    match value("CI_SERVER_SHELL_SSH_PORT") {
+        None | Some("22") => vec![
+            (format!("{base}/"), format!("git@{host}:")),
+            (base.to_owned(), format!("ssh://git@{host}")),
+        ],
+        Some(port) => vec![(base.to_owned(), format!("ssh://git@{host}:{port}"))],
+    }
+}
+
+fn write_submodules<'a>(w: &mut BashWriter, git: &'a Git<'a>, recursive: bool) {
+    let settings = git.sc.settings;
+    let depth = settings
+        .submodule_depth
+        .unwrap_or(git.sc.job.git_info.depth);
+    w.notice(&match (recursive, depth) {
+        (true, 0) => "Updating/initializing submodules recursively...".to_owned(),
+        (true, d) => {
+            format!("Updating/initializing submodules recursively with git depth set to {d}...")
+        }
+        (false, 0) => "Updating/initializing submodules...".to_owned(),
+        (false, d) => format!("Updating/initializing submodules with git depth set to {d}..."),
+    });
+    let mut pathspec: Vec<&str> = Vec::new();
+    if !settings.submodule_paths.is_empty() {
+        pathspec.push("--");
+        pathspec.extend(settings.submodule_paths.iter().map(String::as_str));
+    }
+    let mut sync = vec!["git", "submodule", "sync"];
+    let mut update = vec!["submodule", "update", "--init"];
+    let mut foreach = vec!["git", "submodule", "foreach"];
+    if recursive {
+        sync.push("--recursive");
+        update.push("--recursive");
+        foreach.push("--recursive");
+    }
+    sync.extend(&pathspec);
+    let depth_text = depth.to_string();
+    if depth > 0 {
+        update.extend(["--depth", &depth_text]);
+    }
+    update.extend(settings.submodule_update_flags.iter().map(String::as_str));
+    update.extend(&pathspec);
+    let clean_flags: Vec<&str> = if settings.git_clean_flags.is_empty() {
+        vec!["-ffdx"]
+    } else {
+        settings
+            .git_clean_flags
+            .iter()
+            .map(String::as_str)
+            .collect()
+    };
+    let with = |tail: &[&'a str]| -> Vec<&'a str> {
+        let mut v = foreach.clone();
+        v.extend(tail);
+        v
+    };
+    let mut clean = vec!["git", "clean"];
+    clean.extend(&clean_flags);
+
+    // init before sync, so .git/config knows every submodule; sync picks up URL changes.
+    w.command(&["git", "submodule", "init"]);
+    w.command(&sync);
+    w.command(&with(&clean));
+    w.command(&with(&["git", "reset", "--hard"]));
+    let update_line = git.remote_line(&update);
+    w.if_line(&update_line);
+    w.notice("Updated submodules");
+    w.command(&sync);
+    w.else_();
+    w.warning("Updating submodules failed. Retrying...");
+    w.command(&sync);
+    w.line(&Git::with_hint(&update_line, SUBMODULE_HINT));
+    w.command(&with(&["git", "reset", "--hard"]));
+    w.end_if();
+    w.command(&with(&clean));
+
+    // Scripts that run git inside a submodule authenticate like the superproject.
+    w.notice("Configuring submodules to use parent git credentials...");
+    let pattern = include_pattern();
+    w.command(&[
+        "git",
+        "submodule",
+        "foreach",
+        "--recursive",
+        "git",
+        "config",
+        "--replace-all",
+        "include.path",
+        &git.config,
+        &pattern,
+    ]);
+
+    if !settings.lfs_skip_smudge {
+        w.if_cmd(&["git", "lfs", "version"]);
+        w.notice("Pulling LFS files...");
+        let mut lfs: Vec<&str> = foreach[1..].to_vec();
+        lfs.extend(["git", "lfs", "pull"]);
+        w.line(&git.remote_line(&lfs));
+        w.end_if();
+    }
+}
+
+/// The clear_worktree script: before get_sources is retried, remove tracked and untracked files, which
+/// also clears submodules in a state `git clean` cannot fix.
+pub(crate) fn write_clear_worktree(w: &mut BashWriter, sc: &ScriptContext<'_>) {
+    let project_dir = sc.paths.project_dir.as_str();
+    w.notice("Deleting tracked and untracked files...");
+    // Only a checkout of its own: git would otherwise find a repository in a parent directory.
+    w.if_dir(&format!("{project_dir}/.git"));
+    w.cd(project_dir);
+    w.command(&["git", "rm", "-rf", "--ignore-unmatch", "--quiet", "."]);
+    w.command(&["git", "clean", "-ffdx", "-q"]);
+    w.end_if();
 }
 
 #[cfg(test)]
@@ -367,21 +686,6 @@ mod tests {
             r.password.as_ref().map(Secret::expose),
             Some("glcbt-64_tok")
         );
-    }
-
-    #[test]
-    fn token_only_in_the_environment_of_remote_commands() {
-        let remote = Remote::for_job(
-            &job("https://gitlab-ci-token:glcbt-64_tok@h/acme/demo.git"),
-            None,
-        );
-        let line = remote_git(&remote, true, &["fetch", "origin"]);
-        assert!(line.starts_with(
-            "GLRUNNER_GIT_USERNAME=gitlab-ci-token GLRUNNER_GIT_PASSWORD=glcbt-64_tok git "
-        ));
-        assert!(line.contains("-c credential.helper= -c "));
-        assert!(line.contains("http.https://h.sslCAInfo="), "{line}");
-        assert_eq!(line.matches("glcbt-64_tok").count(), 1, "{line}");
     }
 
     #[test]

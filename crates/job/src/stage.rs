@@ -17,6 +17,8 @@ pub enum StageKind {
     PrepareExecutor,
     PrepareScript,
     GetSources,
+    /// Run before get_sources is tried again; not part of the plan's normal order.
+    ClearWorktree,
     RestoreCache,
     DownloadArtifacts,
     /// One `steps[]` entry other than after_script.
@@ -36,14 +38,12 @@ pub enum StageKind {
     CleanupFileVariables,
 }
 
-/// Whether a stage has work to do, and whether glrunner can do it yet.
+/// Whether a stage has work to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Work {
     Run,
     /// Nothing to do for this job: no section, no output.
     Nothing,
-    /// The job asks for it but glrunner cannot do it yet: a warning, then the job goes on.
-    NotSupportedYet,
 }
 
 /// One stage of the plan.
@@ -72,6 +72,9 @@ impl Stage {
             StageKind::PrepareExecutor => format!("Preparing the \"{executor}\" executor"),
             StageKind::PrepareScript => "Preparing environment".into(),
             StageKind::GetSources => "Getting source from Git repository".into(),
+            StageKind::ClearWorktree => {
+                "Deleting all tracked and untracked files due to source fetch failure".into()
+            }
             StageKind::RestoreCache => "Restoring cache".into(),
             StageKind::DownloadArtifacts => "Downloading artifacts".into(),
             StageKind::Step { .. } => {
@@ -91,16 +94,6 @@ impl Stage {
             StageKind::CleanupFileVariables => {
                 "Cleaning up project directory and file based variables".into()
             }
-        }
-    }
-
-    /// What is not supported yet, for the warning of a `NotSupportedYet` stage.
-    pub fn unsupported_feature(&self) -> &'static str {
-        match self.kind {
-            StageKind::RestoreCache | StageKind::ArchiveCache { .. } => "cache",
-            StageKind::DownloadArtifacts => "artifacts from dependencies",
-            StageKind::UploadArtifacts { .. } => "artifacts",
-            _ => "this stage",
         }
     }
 }
@@ -163,28 +156,7 @@ impl StagePlan {
 
         let (helper, build) = (Container::Helper, Container::Build);
         let run = Work::Run;
-        let wanted = |yes: bool| {
-            if yes {
-                Work::NotSupportedYet
-            } else {
-                Work::Nothing
-            }
-        };
-        let cache_pulls = job
-            .cache
-            .iter()
-            .any(|c| c.policy != "push" && (!c.paths.is_empty() || c.untracked));
-        let cache_pushes = |failed: bool| {
-            job.cache.iter().any(|c| {
-                c.policy != "pull" && (!c.paths.is_empty() || c.untracked) && c.when.applies(failed)
-            })
-        };
-        let downloads = job.dependencies.iter().any(|d| d.artifacts_file.is_some());
-        let uploads = |failed: bool| {
-            job.artifacts.iter().flatten().any(|a| {
-                (!a.paths.is_empty() || a.untracked == Some(true)) && a.when.applies(failed)
-            })
-        };
+        let wanted = |yes: bool| if yes { Work::Run } else { Work::Nothing };
 
         let mut stages = vec![
             Stage::new("prepare_executor", StageKind::PrepareExecutor, helper, run),
@@ -194,13 +166,13 @@ impl StagePlan {
                 "restore_cache",
                 StageKind::RestoreCache,
                 helper,
-                wanted(cache_pulls),
+                wanted(crate::cache::restores(job)),
             ),
             Stage::new(
                 "download_artifacts",
                 StageKind::DownloadArtifacts,
                 helper,
-                wanted(downloads),
+                wanted(crate::artifacts::downloads(job)),
             ),
         ];
         for s in job.steps.iter().filter(|s| s.name != STEP_AFTER_SCRIPT) {
@@ -230,25 +202,25 @@ impl StagePlan {
                 "archive_cache",
                 StageKind::ArchiveCache { on_failure: false },
                 helper,
-                wanted(cache_pushes(false)),
+                wanted(crate::cache::archives(job, false)),
             ),
             Stage::new(
                 "archive_cache_on_failure",
                 StageKind::ArchiveCache { on_failure: true },
                 helper,
-                wanted(cache_pushes(true)),
+                wanted(crate::cache::archives(job, true)),
             ),
             Stage::new(
                 "upload_artifacts_on_success",
                 StageKind::UploadArtifacts { on_failure: false },
                 helper,
-                wanted(uploads(false)),
+                wanted(crate::artifacts::uploads(job, false)),
             ),
             Stage::new(
                 "upload_artifacts_on_failure",
                 StageKind::UploadArtifacts { on_failure: true },
                 helper,
-                wanted(uploads(true)),
+                wanted(crate::artifacts::uploads(job, true)),
             ),
             Stage::new(
                 "cleanup_file_variables",
@@ -262,6 +234,16 @@ impl StagePlan {
 
     pub fn get(&self, name: &str) -> Option<&Stage> {
         self.stages.iter().find(|s| s.name == name)
+    }
+
+    /// The clear_worktree stage, run before get_sources is tried again.
+    pub fn clear_worktree() -> Stage {
+        Stage::new(
+            "clear_worktree",
+            StageKind::ClearWorktree,
+            Container::Helper,
+            Work::Run,
+        )
     }
 
     pub fn names(&self) -> Vec<&str> {
@@ -350,7 +332,7 @@ mod tests {
     }
 
     #[test]
-    fn cache_and_artifacts_are_planned_as_not_supported_yet() {
+    fn cache_and_artifact_stages_run_only_with_something_to_do() {
         let mut job = JobResponse {
             steps: vec![step("script", &["true"]), step("after_script", &[""])],
             ..JobResponse::default()
@@ -373,16 +355,37 @@ mod tests {
         }];
         let plan = StagePlan::for_job(&job).unwrap();
         let work = |n: &str| plan.get(n).unwrap().work;
-        assert_eq!(work("restore_cache"), Work::NotSupportedYet);
-        assert_eq!(work("download_artifacts"), Work::NotSupportedYet);
-        assert_eq!(work("archive_cache"), Work::NotSupportedYet);
+        assert_eq!(work("restore_cache"), Work::Run);
+        assert_eq!(
+            work("download_artifacts"),
+            Work::Nothing,
+            "a dependency without an archive file name has nothing to download"
+        );
+        assert_eq!(work("archive_cache"), Work::Run);
         assert_eq!(
             work("archive_cache_on_failure"),
             Work::Nothing,
             "cache.when is on_success"
         );
         assert_eq!(work("upload_artifacts_on_success"), Work::Nothing);
-        assert_eq!(work("upload_artifacts_on_failure"), Work::NotSupportedYet);
+        assert_eq!(work("upload_artifacts_on_failure"), Work::Run);
+        job.dependencies.push(Dependency {
+            artifacts_file: Some(ArtifactsFile {
+                filename: "artifacts.zip".into(),
+                size: 1,
+            }),
+            ..Dependency::default()
+        });
+        job.cache[0].paths.clear();
+        let plan = StagePlan::for_job(&job).unwrap();
+        let work = |n: &str| plan.get(n).unwrap().work;
+        assert_eq!(work("download_artifacts"), Work::Run);
+        assert_eq!(
+            work("restore_cache"),
+            Work::Nothing,
+            "a cache without paths"
+        );
+        assert_eq!(work("archive_cache"), Work::Nothing);
         assert_eq!(
             work("after_script"),
             Work::Nothing,

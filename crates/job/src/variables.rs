@@ -39,6 +39,8 @@ pub const FEATURE_FLAGS: &[(&str, bool)] = &[
     ("FF_USE_DUMB_INIT_WITH_KUBERNETES_EXECUTOR", false),
     ("FF_SET_PERMISSIONS_BEFORE_CLEANUP", true),
     ("FF_ENABLE_JOB_CLEANUP", false),
+    ("FF_HASH_CACHE_KEYS", false),
+    ("FF_CLEAN_UP_FAILED_CACHE_EXTRACT", false),
 ];
 
 /// The default of a known feature flag.
@@ -318,6 +320,9 @@ pub fn executable_arch() -> String {
     format!("{}/{arch}", std::env::consts::OS)
 }
 
+/// The file variable holding the PEM of the CA GitLab's certificate chains to.
+pub const CA_FILE_VARIABLE: &str = "CI_SERVER_TLS_CA_FILE";
+
 /// Everything `build` needs besides the payload.
 pub struct VariableSources<'a> {
     pub job: &'a JobResponse,
@@ -365,7 +370,7 @@ pub fn collect(src: &VariableSources<'_>) -> (Variables, Vec<String>) {
     if let Some(ca) = src.ca_chain {
         vars.push(JobVariable {
             file: true,
-            ..JobVariable::new("CI_SERVER_TLS_CA_FILE", ca)
+            ..JobVariable::new(CA_FILE_VARIABLE, ca)
         });
     }
     for v in job.variables.iter().filter(|v| !v.key.starts_with("FF_")) {
@@ -392,13 +397,19 @@ pub fn build(src: &VariableSources<'_>) -> (Variables, Vec<String>) {
     (vars.expanded(), warnings)
 }
 
-/// Every value the trace must mask for `job`: masked variables (as sent and as expanded) and the job
-/// token. Needs no paths, so the manager can build the trace before the job runs.
+/// Every value the trace must mask for `job`: masked variables (as sent and as expanded), the job
+/// token, the tokens of its dependencies (the helper downloads their artifacts with them) and the
+/// password in the repository URL. Needs no paths, so the manager can build the trace before the job
+/// runs.
 pub fn masked_values(job: &JobResponse) -> Vec<String> {
     let raw = Variables::from(job.variables.clone());
     let mut values = raw.masked_values();
     values.extend(raw.expanded().masked_values());
     values.push(job.token.expose().to_owned());
+    values.extend(job.dependencies.iter().map(|d| d.token.expose().to_owned()));
+    if let Some(password) = crate::sources::Remote::for_job(job, None).password {
+        values.push(password.expose().to_owned());
+    }
     values.retain(|v| !v.is_empty());
     values.sort();
     values.dedup();

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use glrunner_job::shell::pid_alive;
 use glrunner_job::{JobOutcome, ShellExecutor};
-use glrunner_protocol::{Cache, FailureReason, JobVariable, STEP_RELEASE, When};
+use glrunner_protocol::{FailureReason, JobVariable, STEP_RELEASE};
 use std::time::{Duration, Instant};
 
 fn failed(reason: FailureReason, exit_code: Option<i32>) -> JobOutcome {
@@ -323,33 +323,6 @@ async fn unsupported_payloads_fail_with_an_explanation() {
     j.steps.clear();
     let (outcome, _) = run(j, ctx(dir.path())).await;
     assert_eq!(outcome, failed(FailureReason::RunnerUnsupported, None));
-}
-
-#[tokio::test]
-async fn cache_is_warned_about_not_fatal() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut j = job(&["echo ran"]);
-    j.cache = vec![Cache {
-        key: "deps".into(),
-        policy: "pull-push".into(),
-        paths: vec!["vendor/".into()],
-        when: When::OnSuccess,
-        ..Cache::default()
-    }];
-    let (outcome, trace) = run(j, ctx(dir.path())).await;
-    assert_eq!(outcome, JobOutcome::Success, "{trace}");
-    assert!(
-        trace.contains("WARNING: restore_cache: cache is not supported by glrunner yet"),
-        "{trace}"
-    );
-    assert!(
-        trace.contains("WARNING: archive_cache: cache is not supported by glrunner yet"),
-        "{trace}"
-    );
-    assert!(
-        !trace.contains(":restore_cache\r"),
-        "no section for a skipped stage:\n{trace}"
-    );
 }
 
 #[tokio::test]

@@ -229,3 +229,98 @@ pub fn sh(dir: &Path, cmd: &str) -> String {
 pub fn project_dir(dir: &Path) -> PathBuf {
     dir.join("builds/tok12345x/0/acme/demo")
 }
+
+/// A stand-in for `glrunner helper` in this crate's tests (the real one is another crate's binary,
+/// exercised end to end by the glrunner conformance suite). It records every call (arguments, the
+/// token it got in its environment, its directory, `$FROM_STEP`) and behaves as the contract says:
+/// `cache-extract --file F` exits 2 when F does not exist, `cache-archive --file F` writes F. A file
+/// `fail-<subcommand>` in its directory makes that subcommand fail (all calls, or the first N when
+/// the file holds N).
+pub struct FakeHelper {
+    pub dir: PathBuf,
+    pub program: PathBuf,
+}
+
+impl FakeHelper {
+    pub fn new(dir: &Path) -> Self {
+        let dir = dir.join("helper");
+        std::fs::create_dir_all(&dir).expect("helper dir");
+        let program = dir.join("glrunner");
+        let d = dir.display();
+        let script = format!(
+            r#"#!/usr/bin/env bash
+log='{d}/calls.log'
+{{
+  printf 'CALL'
+  for a in "$@"; do printf ' [%s]' "$a"; done
+  printf ' TOKEN=[%s] CWD=[%s] FROM_STEP=[%s]\n' "${{GLRUNNER_JOB_TOKEN:-}}" "$PWD" "${{FROM_STEP:-}}"
+}} >> "$log"
+sub="$2"
+count='{d}/count-'"$sub"
+n=$(( $(cat "$count" 2>/dev/null || echo 0) + 1 ))
+echo "$n" > "$count"
+if [ -f '{d}/fail-'"$sub" ]; then
+  limit=$(cat '{d}/fail-'"$sub")
+  if [ -z "$limit" ] || [ "$n" -le "$limit" ]; then echo "ERROR: fake $sub failure"; exit 1; fi
+fi
+file=''
+while [ $# -gt 0 ]; do
+  if [ "$1" = --file ]; then file="$2"; fi
+  shift
+done
+case "$sub" in
+  cache-extract)
+    if [ ! -f "$file" ]; then echo 'WARNING: Cache file does not exist'; exit 2; fi
+    echo "extracted $(cat "$file")";;
+  cache-archive)
+    mkdir -p "$(dirname "$file")" && echo "archive of $PWD" > "$file";;
+esac
+exit 0
+"#
+        );
+        std::fs::write(&program, script).expect("write the fake helper");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755))
+            .expect("make it executable");
+        Self { dir, program }
+    }
+
+    /// Every call, one line each: `CALL [helper] [<subcommand>] [arg]… TOKEN=[…] CWD=[…] FROM_STEP=[…]`.
+    pub fn calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("calls.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Make `subcommand` fail: every call (`None`) or the first `n`.
+    pub fn fail(&self, subcommand: &str, first: Option<u32>) {
+        let content = first.map(|n| n.to_string()).unwrap_or_default();
+        std::fs::write(self.dir.join(format!("fail-{subcommand}")), content).expect("fail file");
+    }
+}
+
+/// `ctx(dir)` with the fake helper, a GitLab URL and a cache dir.
+pub fn helper_ctx(dir: &Path, helper: &FakeHelper) -> RunnerContext {
+    RunnerContext {
+        helper_path: Some(helper.program.clone()),
+        gitlab_url: Some("https://gitlab.example.com".into()),
+        cache_dir: Some(dir.join("cache")),
+        ..ctx(dir)
+    }
+}
+
+/// Section names in the order they started.
+pub fn sections(trace: &str) -> Vec<String> {
+    trace
+        .split("section_start:")
+        .skip(1)
+        .filter_map(|rest| {
+            let rest = rest.split_once(':')?.1;
+            let end = rest.find(['\r', '['])?;
+            Some(rest[..end].to_owned())
+        })
+        .filter(|name| !name.starts_with("section_script_step"))
+        .collect()
+}

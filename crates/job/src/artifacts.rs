@@ -1,0 +1,107 @@
+//! The download_artifacts and upload_artifacts stages: the dependencies whose archives a job
+//! extracts (each downloaded with its own token) and the `artifacts:` entries it uploads (the archive
+//! and each report separately, with their paths, excludes, `untracked`, name, format, type and
+//! expiry), through `glrunner helper artifacts-download`/`artifacts-upload`. A failed transfer fails
+//! the stage, and so the job, as with gitlab-runner.
+
+use crate::helper::{HelperCommand, JOB_TOKEN_ENV, guard};
+use crate::script::{BashWriter, ScriptContext};
+use crate::variables::CA_FILE_VARIABLE;
+use glrunner_archive::notice;
+use glrunner_protocol::{Artifact, Dependency, JobResponse};
+
+/// Dependencies with an archive to download. GitLab leaves `artifacts_file` out when a dependency
+/// has none (and refuses to start a job whose dependencies' artifacts are gone:
+/// `missing_dependency_failure`), so those are skipped.
+fn with_archive(job: &JobResponse) -> impl Iterator<Item = &Dependency> {
+    job.dependencies.iter().filter(|d| {
+        d.artifacts_file
+            .as_ref()
+            .is_some_and(|f| !f.filename.is_empty())
+    })
+}
+
+/// Whether the job downloads any artifacts.
+pub fn downloads(job: &JobResponse) -> bool {
+    with_archive(job).next().is_some()
+}
+
+/// Whether an entry has anything to select (gitlab-runner counts excludes too).
+fn selects(a: &Artifact) -> bool {
+    !a.paths.is_empty() || !a.exclude.is_empty() || a.untracked == Some(true)
+}
+
+/// Whether the job uploads any artifacts after it succeeded or failed.
+pub fn uploads(job: &JobResponse, job_failed: bool) -> bool {
+    job.artifacts
+        .iter()
+        .flatten()
+        .any(|a| selects(a) && a.when.applies(job_failed))
+}
+
+/// `--tls-ca-file <path>` when GitLab's CA is known.
+fn with_ca(cmd: HelperCommand, sc: &ScriptContext<'_>) -> HelperCommand {
+    if sc.variables.get(CA_FILE_VARIABLE).is_some() {
+        cmd.flag("tls-ca-file", sc.variables.file_path(CA_FILE_VARIABLE))
+    } else {
+        cmd
+    }
+}
+
+/// The body of download_artifacts.
+pub(crate) fn write_download_artifacts(w: &mut BashWriter, sc: &ScriptContext<'_>) {
+    sc.write_exports(w);
+    w.cd(&sc.paths.project_dir);
+    guard(
+        w,
+        sc.helper.program.as_deref(),
+        "Artifacts downloading",
+        |w, program| {
+            for d in with_archive(sc.job) {
+                w.message(&notice::downloading_artifacts(&d.name, d.id));
+                let cmd = HelperCommand::new("artifacts-download")
+                    .flag("url", sc.helper.gitlab_url.as_str())
+                    .flag("id", d.id.to_string());
+                let cmd = with_ca(cmd, sc).env(JOB_TOKEN_ENV, &d.token);
+                w.line(&cmd.line(program));
+                w.check_exit_code();
+            }
+        },
+    );
+}
+
+/// The body of upload_artifacts_on_success (`job_failed` false) or upload_artifacts_on_failure.
+pub(crate) fn write_upload_artifacts(w: &mut BashWriter, sc: &ScriptContext<'_>, job_failed: bool) {
+    sc.write_exports(w);
+    w.cd(&sc.paths.project_dir);
+    let entries = sc
+        .job
+        .artifacts
+        .iter()
+        .flatten()
+        .filter(|a| selects(a) && a.when.applies(job_failed));
+    for a in entries {
+        guard(
+            w,
+            sc.helper.program.as_deref(),
+            "Uploading artifacts",
+            |w, program| {
+                w.message(&notice::uploading_artifacts());
+                let cmd = HelperCommand::new("artifacts-upload")
+                    .flag("url", sc.helper.gitlab_url.as_str())
+                    .flag("id", sc.job.id.to_string());
+                let cmd = with_ca(cmd, sc)
+                    .flags("path", &a.paths)
+                    .flags("exclude", &a.exclude)
+                    .switch("untracked", a.untracked == Some(true))
+                    .flag_opt("name", Some(&a.name))
+                    .flag_opt("expire-in", Some(&a.expire_in))
+                    .flag_opt("artifact-format", Some(&a.artifact_format))
+                    .flag_opt("artifact-type", Some(&a.artifact_type))
+                    .env(JOB_TOKEN_ENV, &sc.job.token);
+                w.line(&cmd.line(program));
+                w.check_exit_code();
+            },
+        );
+    }
+}

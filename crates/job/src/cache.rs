@@ -1,0 +1,271 @@
+//! The restore_cache and archive_cache stages: which caches a job restores or saves, their keys
+//! (variables expanded, then sanitised or hashed by `glrunner_archive::cache`), `policy`, `when`,
+//! `fallback_keys` and `CACHE_FALLBACK_KEY`, where each archive lives, and the
+//! `glrunner helper cache-extract`/`cache-archive` calls around which the scripts print
+//! gitlab-runner's lines. A cache that cannot be restored or saved is a warning, never a job failure,
+//! as with gitlab-runner; only a `policy` that is not pull, push or pull-push fails the job.
+
+use crate::helper::{HelperCommand, guard};
+use crate::script::{BashWriter, ScriptContext, ScriptError};
+use crate::settings::GitStrategy;
+use glrunner_archive::cache::{
+    CacheKeyError, cache_project_dir, fallback_key_allowed, local_cache_archive, resolve_cache_key,
+};
+use glrunner_archive::notice;
+use glrunner_protocol::{Cache, JobResponse};
+use std::path::Path;
+
+/// Whether a cache entry selects anything to archive.
+fn selects_files(c: &Cache) -> bool {
+    !c.paths.is_empty() || c.untracked
+}
+
+/// Whether the job has a cache to restore (the stage runs even if every policy says push: it prints
+/// why nothing is downloaded, as gitlab-runner).
+pub fn restores(job: &JobResponse) -> bool {
+    job.cache.iter().any(selects_files)
+}
+
+/// Whether the job has a cache to save after it succeeded or failed.
+pub fn archives(job: &JobResponse, job_failed: bool) -> bool {
+    job.cache
+        .iter()
+        .any(|c| selects_files(c) && c.when.applies(job_failed))
+}
+
+/// Where one cache archive is read from and written to, as the helper is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheLocation {
+    /// A local `cache.zip` (`--file`).
+    File(String),
+    /// Presigned URLs of a distributed cache (`--url`).
+    Url { get: String, put: String },
+}
+
+/// A resolved key and where its archive is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheTarget {
+    /// The key as the log shows it.
+    pub human: String,
+    pub location: CacheLocation,
+}
+
+/// What a `policy` allows, after variable expansion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Policy {
+    pull: bool,
+    push: bool,
+}
+
+fn policy(sc: &ScriptContext<'_>, c: &Cache, human: &str) -> Result<Policy, ScriptError> {
+    let expanded = sc.variables.expand_value(&c.policy);
+    match expanded.as_str() {
+        "" | "pull-push" => Ok(Policy {
+            pull: true,
+            push: true,
+        }),
+        "pull" => Ok(Policy {
+            pull: true,
+            push: false,
+        }),
+        "push" => Ok(Policy {
+            pull: false,
+            push: true,
+        }),
+        _ => Err(ScriptError::CachePolicy {
+            key: human.to_owned(),
+            policy: expanded,
+        }),
+    }
+}
+
+/// Resolve `user_key` (already expanded) to a target, printing gitlab-runner's warning when the key
+/// was sanitised. `Err` holds the reason for `Skipping cache … due to <reason>`.
+fn target(
+    w: &mut BashWriter,
+    sc: &ScriptContext<'_>,
+    user_key: &str,
+) -> Result<CacheTarget, String> {
+    let job = sc.job;
+    let key = resolve_cache_key(
+        user_key,
+        &job.job_info.name,
+        &job.git_info.r#ref,
+        sc.settings.hash_cache_keys,
+    );
+    let key = match key {
+        Ok(k) => k,
+        Err(e) => {
+            if let CacheKeyError::Unsanitizable { .. } = e {
+                w.warning(&e.to_string());
+            }
+            return Err(e.skip_reason());
+        }
+    };
+    if let Some(warning) = &key.warning {
+        w.message(warning);
+    }
+    let location = locate(sc, &key.hashed)?;
+    Ok(CacheTarget {
+        human: key.human,
+        location,
+    })
+}
+
+/// Where the archive of `hashed_key` lives.
+fn locate(sc: &ScriptContext<'_>, hashed_key: &str) -> Result<CacheLocation, String> {
+    let Some(dir) = sc.helper.cache_dir.as_deref() else {
+        return Err("unset cache directory".to_owned());
+    };
+    let project = cache_project_dir(
+        &crate::paths::project_path(sc.job),
+        sc.settings.git_strategy == GitStrategy::Empty,
+    );
+    let path =
+        local_cache_archive(Path::new(dir), &project, hashed_key).map_err(|e| e.skip_reason())?;
+    Ok(CacheLocation::File(path.to_string_lossy().into_owned()))
+}
+
+impl CacheLocation {
+    fn extract_flag(&self) -> (&'static str, &str) {
+        match self {
+            Self::File(f) => ("file", f),
+            Self::Url { get, .. } => ("url", get),
+        }
+    }
+
+    fn archive_flag(&self) -> (&'static str, &str) {
+        match self {
+            Self::File(f) => ("file", f),
+            Self::Url { put, .. } => ("url", put),
+        }
+    }
+}
+
+fn timeout(sc: &ScriptContext<'_>) -> String {
+    format!("{}m", sc.settings.cache_request_timeout_minutes)
+}
+
+/// The body of restore_cache.
+pub(crate) fn write_restore_cache(
+    w: &mut BashWriter,
+    sc: &ScriptContext<'_>,
+) -> Result<(), ScriptError> {
+    sc.write_exports(w);
+    w.cd(&sc.paths.project_dir);
+    for c in sc.job.cache.iter().filter(|c| selects_files(c)) {
+        let first = match target(w, sc, &sc.variables.expand_value(&c.key)) {
+            Ok(t) => t,
+            Err(reason) => {
+                w.message(&notice::skipping_cache_extraction(&reason));
+                continue;
+            }
+        };
+        if !policy(sc, c, &first.human)?.pull {
+            w.message(&notice::not_downloading_cache(&first.human));
+            continue;
+        }
+        let mut targets = vec![first];
+        let mut add = |w: &mut BashWriter, key: &str| {
+            if key.is_empty() {
+                return;
+            }
+            match target(w, sc, key) {
+                Ok(t) => targets.push(t),
+                Err(reason) => w.message(&notice::skipping_cache_extraction(&reason)),
+            }
+        };
+        for k in &c.fallback_keys {
+            add(w, &sc.variables.expand_value(k));
+        }
+        if let Some(k) = sc.variables.value("CACHE_FALLBACK_KEY") {
+            match fallback_key_allowed(k) {
+                Ok(()) => add(w, k),
+                Err(warning) => w.message(&warning),
+            }
+        }
+        guard(
+            w,
+            sc.helper.program.as_deref(),
+            "Extracting cache",
+            |w, p| {
+                write_extract(w, sc, p, &targets, c);
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Try `targets` in order: the first that extracts wins; each miss prints `Failed to extract cache`.
+fn write_extract(
+    w: &mut BashWriter,
+    sc: &ScriptContext<'_>,
+    program: &str,
+    targets: &[CacheTarget],
+    c: &Cache,
+) {
+    let Some((t, rest)) = targets.split_first() else {
+        return;
+    };
+    w.message(&notice::checking_cache(&t.human, false));
+    let (flag, value) = t.location.extract_flag();
+    let cmd = HelperCommand::new("cache-extract")
+        .flag(flag, value)
+        .flag("timeout", timeout(sc));
+    w.if_line(&cmd.line(program));
+    w.message(&notice::successfully_extracted_cache());
+    w.else_();
+    w.message(&notice::failed_to_extract_cache());
+    if sc.settings.clean_up_failed_cache_extract {
+        // A half-extracted cache is worse than none.
+        for p in &c.paths {
+            w.print(&format!("Removing {p}"));
+            w.rm_rf(p);
+        }
+    }
+    write_extract(w, sc, program, rest, c);
+    w.end_if();
+}
+
+/// The body of archive_cache (`job_failed` false) or archive_cache_on_failure.
+pub(crate) fn write_archive_cache(
+    w: &mut BashWriter,
+    sc: &ScriptContext<'_>,
+    job_failed: bool,
+) -> Result<(), ScriptError> {
+    sc.write_exports(w);
+    w.cd(&sc.paths.project_dir);
+    for c in sc
+        .job
+        .cache
+        .iter()
+        .filter(|c| selects_files(c) && c.when.applies(job_failed))
+    {
+        let t = match target(w, sc, &sc.variables.expand_value(&c.key)) {
+            Ok(t) => t,
+            Err(reason) => {
+                w.message(&notice::skipping_cache_archiving(&reason));
+                continue;
+            }
+        };
+        if !policy(sc, c, &t.human)?.push {
+            w.message(&notice::not_uploading_cache(&t.human));
+            continue;
+        }
+        guard(w, sc.helper.program.as_deref(), "Creating cache", |w, p| {
+            w.message(&notice::creating_cache(&t.human));
+            let (flag, value) = t.location.archive_flag();
+            let cmd = HelperCommand::new("cache-archive")
+                .flag(flag, value)
+                .flags("path", &c.paths)
+                .switch("untracked", c.untracked)
+                .flag("timeout", timeout(sc));
+            w.if_line(&cmd.line(p));
+            w.message(&notice::created_cache());
+            w.else_();
+            w.message(&notice::failed_to_create_cache());
+            w.end_if();
+        });
+    }
+    Ok(())
+}

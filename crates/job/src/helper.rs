@@ -1,0 +1,168 @@
+//! The `glrunner helper …` command lines the cache and artifact stages run, exactly as the helper
+//! contract spells them: the program the executor names, the subcommand and its flags, and tokens in
+//! the environment of that one command, never as an argument (`ps` and pod specs show arguments).
+
+use crate::script::{BashWriter, escape};
+use glrunner_protocol::Secret;
+use std::fmt;
+
+/// The environment variable the helper reads the job token (or a dependency's token) from.
+pub const JOB_TOKEN_ENV: &str = "GLRUNNER_JOB_TOKEN";
+
+/// Exit code of `cache-extract` when the cache does not exist (as opposed to a failed transfer).
+pub const CACHE_MISSING_EXIT_CODE: i32 = 2;
+
+/// How the stage scripts of one job reach the helper, GitLab and the cache.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HelperSetup {
+    /// The glrunner binary, as the scripts see it (`<program> helper …`); `None` when the executor
+    /// cannot run the helper, so cache and artifact stages only warn.
+    pub program: Option<String>,
+    /// GitLab's URL (`url` of the `[[runners]]` entry) for artifact transfers.
+    pub gitlab_url: String,
+    /// Where local cache archives live, as the scripts see it.
+    pub cache_dir: Option<String>,
+}
+
+/// One `glrunner helper <subcommand>` call.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HelperCommand {
+    args: Vec<String>,
+    env: Vec<(&'static str, Secret)>,
+}
+
+impl fmt::Debug for HelperCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HelperCommand")
+            .field("args", &self.args)
+            .field("env", &self.env.iter().map(|(k, _)| *k).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl HelperCommand {
+    /// `helper <subcommand>`.
+    pub fn new(subcommand: &str) -> Self {
+        Self {
+            args: vec!["helper".to_owned(), subcommand.to_owned()],
+            env: Vec::new(),
+        }
+    }
+
+    /// `--name value`.
+    pub fn flag(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.args.push(format!("--{name}"));
+        self.args.push(value.into());
+        self
+    }
+
+    /// `--name value` when there is a value.
+    pub fn flag_opt(self, name: &str, value: Option<&str>) -> Self {
+        match value.filter(|v| !v.is_empty()) {
+            Some(v) => self.flag(name, v),
+            None => self,
+        }
+    }
+
+    /// `--name value` for every value.
+    pub fn flags<'a>(mut self, name: &str, values: impl IntoIterator<Item = &'a String>) -> Self {
+        for v in values {
+            self = self.flag(name, v.as_str());
+        }
+        self
+    }
+
+    /// `--name` without a value.
+    pub fn switch(mut self, name: &str, on: bool) -> Self {
+        if on {
+            self.args.push(format!("--{name}"));
+        }
+        self
+    }
+
+    /// A secret for the helper, in its environment only.
+    pub fn env(mut self, name: &'static str, value: &Secret) -> Self {
+        self.env.push((name, value.clone()));
+        self
+    }
+
+    /// The arguments after the program.
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
+    /// The bash line: `NAME=value … <program> helper <subcommand> <args…>`, every word quoted.
+    pub fn line(&self, program: &str) -> String {
+        let mut line = String::new();
+        for (name, value) in &self.env {
+            line.push_str(name);
+            line.push('=');
+            line.push_str(&escape(value.expose()));
+            line.push(' ');
+        }
+        line.push_str(&escape(program));
+        for a in &self.args {
+            line.push(' ');
+            line.push_str(&escape(a));
+        }
+        line
+    }
+}
+
+/// Run `body` only when the helper can be started; otherwise warn that `action` is disabled, as
+/// gitlab-runner does when its helper binary is missing.
+pub(crate) fn guard(
+    w: &mut BashWriter,
+    program: Option<&str>,
+    action: &str,
+    body: impl FnOnce(&mut BashWriter, &str),
+) {
+    let Some(program) = program else {
+        w.warning(&format!("{action} is not supported by this executor."));
+        return;
+    };
+    w.if_cmd(&["command", "-v", program]);
+    body(w, program);
+    w.else_();
+    w.warning(&format!("Missing {program}. {action} is disabled."));
+    w.end_if();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_go_to_the_environment_not_the_arguments() {
+        let token = Secret::new("glcbt-64_s3cret");
+        let cmd = HelperCommand::new("artifacts-upload")
+            .flag("url", "https://gitlab.example.com")
+            .flag("id", "42")
+            .env(JOB_TOKEN_ENV, &token)
+            .switch("untracked", true)
+            .switch("never", false)
+            .flag_opt("name", Some("my artifacts"))
+            .flag_opt("expire-in", None);
+        assert_eq!(
+            cmd.args(),
+            [
+                "helper",
+                "artifacts-upload",
+                "--url",
+                "https://gitlab.example.com",
+                "--id",
+                "42",
+                "--untracked",
+                "--name",
+                "my artifacts"
+            ]
+        );
+        assert!(!cmd.args().iter().any(|a| a.contains("s3cret")));
+        assert_eq!(
+            cmd.line("/usr/bin/glrunner"),
+            "GLRUNNER_JOB_TOKEN=glcbt-64_s3cret /usr/bin/glrunner helper artifacts-upload --url \
+             https://gitlab.example.com --id 42 --untracked --name $'my artifacts'"
+        );
+        assert!(!format!("{cmd:?}").contains("s3cret"), "{cmd:?}");
+    }
+}
