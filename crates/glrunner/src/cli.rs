@@ -31,6 +31,9 @@ pub enum Command {
     List(ConfigArgs),
     /// Run a job of a local .gitlab-ci.yml with the shell executor, without GitLab.
     Exec(ExecArgs),
+    /// Artifact and cache work for job scripts (run by the scripts glrunner generates).
+    #[command(subcommand, hide = true)]
+    Helper(glrunner_helper::HelperArgs),
 }
 
 #[derive(Debug, Args, Clone)]

@@ -1,6 +1,7 @@
 //! One module per command; `dispatch` runs the chosen one and turns its result into an exit code.
 
 mod exec;
+mod helper;
 mod list;
 mod register;
 mod run;
@@ -43,6 +44,7 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
     let json = cli.log_format.as_deref() == Some("json");
     let result = match cli.command {
         Command::Run(args) => run::run(args, level, cli.log_format).await,
+        Command::Helper(args) => return helper::helper(args).await,
         other => {
             logging::init(level.as_deref().unwrap_or("warn"), json);
             match other {
@@ -51,7 +53,7 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
                 Command::Unregister(args) => unregister::unregister(args).await,
                 Command::List(args) => list::list(args),
                 Command::Exec(args) => exec::exec(args).await,
-                Command::Run(_) => unreachable!("handled above"),
+                Command::Run(_) | Command::Helper(_) => unreachable!("handled above"),
             }
         }
     };
