@@ -16,6 +16,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+/// Quick answers in a row that are asked again at once before pausing for check_interval.
+const MAX_QUICK_RETRIES: u32 = 2;
+
 /// Shared state of one runner entry's pollers.
 pub(crate) struct RunnerPoller {
     pub entry: Arc<RunnerEntry>,
@@ -45,8 +48,8 @@ struct Permits {
 impl RunnerPoller {
     /// Run one request slot until polling stops. Jobs it receives are spawned into `jobs`.
     pub async fn run_slot(self: Arc<Self>, slot: usize, jobs: Arc<Mutex<JoinSet<()>>>) {
-        // Whether the previous answer was a quick bare 204 that was asked again at once.
-        let mut last_quick_retry = false;
+        // Quick answers in a row that were asked again at once.
+        let mut quick_retries: u32 = 0;
         loop {
             if self.stop_polling.is_cancelled() {
                 return;
@@ -89,7 +92,7 @@ impl RunnerPoller {
                     tracing::warn!(runner = %self.entry.identity.name, "checking for jobs failed: {e}");
                     self.concurrency.record(RequestResult::Empty);
                     drop(permits);
-                    last_quick_retry = false;
+                    quick_retries = 0;
                     self.pause(self.check_interval).await;
                     continue;
                 }
@@ -99,7 +102,7 @@ impl RunnerPoller {
                 *self.last_update.lock().unwrap_or_else(|e| e.into_inner()) = Some(cursor.clone());
             }
             let throttled = reply.saw_retriable;
-            let mut quick_retry = false;
+            let mut next_quick_retries = 0;
             let next_pause = match reply.outcome {
                 JobRequestOutcome::Job(job) => {
                     self.accepted();
@@ -126,15 +129,20 @@ impl RunnerPoller {
                         RequestResult::Empty
                     });
                     drop(permits);
-                    // Workhorse answers a held long poll with a bare 204 (no cursor) when the queue changed
-                    // or the hold timed out: ask again at once so a request is always waiting. Never twice
-                    // in a row for answers that came back quickly, so a misbehaving proxy cannot make us spin.
-                    // A poll held for a while and then released is always asked again at once, so a quick
-                    // release right after it (a job queued just then) counts as the first quick one.
+                    // Keep a request waiting in Workhorse's long poll: ask again at once after a held
+                    // poll ends with a bare 204 (the queue changed, or the hold timed out), and after a
+                    // 204 with a new cursor (the one sent was stale: the first request has none, and the
+                    // queue ticked while we were taking a job), since Workhorse holds only requests with
+                    // the current cursor. A misbehaving proxy answering at once must not make us spin:
+                    // after a few quick answers in a row, wait check_interval.
                     let long_polled = sent_cursor.is_some() && new_cursor.is_none();
+                    let refreshed = new_cursor.is_some() && new_cursor != sent_cursor;
                     let quick = asked.elapsed() < Duration::from_secs(1);
-                    let immediate = long_polled && (!quick || !last_quick_retry);
-                    quick_retry = immediate && quick;
+                    let immediate =
+                        (long_polled || refreshed) && (!quick || quick_retries < MAX_QUICK_RETRIES);
+                    if immediate && quick {
+                        next_quick_retries = quick_retries + 1;
+                    }
                     if immediate {
                         None
                     } else {
@@ -191,7 +199,7 @@ impl RunnerPoller {
                     Some(self.check_interval)
                 }
             };
-            last_quick_retry = quick_retry;
+            quick_retries = next_quick_retries;
             self.metrics
                 .set_request_concurrency(&self.entry.identity.name, self.concurrency.limit());
             if let Some(d) = next_pause {
