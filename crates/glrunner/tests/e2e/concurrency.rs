@@ -142,3 +142,62 @@ async fn runner_limit_caps_its_jobs_below_concurrent() {
     assert_eq!(max_overlap(&done), 1);
     gl.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_below_the_number_of_runners_is_explained_and_enough_keeps_pickup_prompt() {
+    let env = TestEnv::new().await;
+    let second = env
+        .gitlab
+        .add_runner(glrunner_coordinator::RunnerSpec::created().description("second"));
+    let mut cfg = env.config().concurrent(1);
+    let mut other = cfg.runners[0].clone();
+    other.name = "second".to_owned();
+    other.token = second.token.expose().to_owned();
+    cfg.runners.push(other);
+
+    let mut gl = env.start(&cfg);
+    let text = gl
+        .wait_for_log("is lower than the number of [[runners]]", WAIT)
+        .await;
+    assert!(
+        text.contains("concurrent (1) is lower than the number of [[runners]] (2)"),
+        "{text}"
+    );
+    assert!(text.contains("Fix: set concurrent = 2"), "{text}");
+    gl.stop().await;
+
+    // With concurrent = 2 both runners long-poll at once: a job for either starts at once.
+    let mut gl = env.start(&cfg.concurrent(2).check_interval(10));
+    if let Err(e) = env.gitlab.wait_for_held_polls(2, WAIT).await {
+        panic!(
+            "both runners never long-polled together: {e}\n{}",
+            gl.output()
+        );
+    }
+    assert!(
+        !gl.output()
+            .contains("is lower than the number of [[runners]]")
+    );
+    for runner in [env.runner.id, second.id] {
+        let queued = std::time::Instant::now();
+        let id = env
+            .gitlab
+            .enqueue(job(&["echo picked up"]).for_runner(runner))
+            .unwrap();
+        let done = env.finished(&gl, id, WAIT).await;
+        assert_eq!(done.status, JobStatus::Success);
+        assert!(
+            queued.elapsed() < std::time::Duration::from_secs(3),
+            "runner {runner}: the job took {:?}",
+            queued.elapsed()
+        );
+        assert_eq!(done.runner_id, Some(runner));
+        if let Err(e) = env.gitlab.wait_for_held_polls(2, WAIT).await {
+            panic!(
+                "the runners did not go back to long polling: {e}\n{}",
+                gl.output()
+            );
+        }
+    }
+    gl.stop().await;
+}

@@ -169,7 +169,13 @@ async fn conflict_on_job_request_is_retried() {
 async fn long_poll_picks_a_job_up_far_sooner_than_check_interval() {
     let env = TestEnv::new().await;
     let mut gl = env.start(&env.config().check_interval(10));
-    if let Err(e) = env.gitlab.wait_for_held_polls(1, WAIT).await {
+    // The first request has no cursor and cannot be held; the second, with the cursor, is held at
+    // once rather than after check_interval.
+    if let Err(e) = env
+        .gitlab
+        .wait_for_held_polls(1, Duration::from_secs(5))
+        .await
+    {
         panic!("no long poll held: {e}\n{}", gl.output());
     }
     let enqueued = Instant::now();
@@ -196,5 +202,60 @@ async fn long_poll_picks_a_job_up_far_sooner_than_check_interval() {
     );
     let done = env.finished(&gl, id, WAIT).await;
     assert_eq!(done.status, JobStatus::Success);
+
+    // Right after taking a job the runner is back in a long poll, not idling for check_interval.
+    let finished = Instant::now();
+    if let Err(e) = env
+        .gitlab
+        .wait_for_held_polls(1, Duration::from_secs(3))
+        .await
+    {
+        panic!(
+            "no long poll held {:?} after the job: {e}\n{}",
+            finished.elapsed(),
+            gl.output()
+        );
+    }
+    let enqueued = Instant::now();
+    let id = env.gitlab.enqueue(job(&["echo second"])).unwrap();
+    env.gitlab
+        .wait_for(id, |j| j.status != JobStatus::Pending, WAIT)
+        .await
+        .unwrap();
+    assert!(
+        enqueued.elapsed() < Duration::from_secs(2),
+        "the second job started {:?} after it was queued",
+        enqueued.elapsed()
+    );
+    env.finished(&gl, id, WAIT).await;
+    gl.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_that_come_back_at_once_do_not_make_the_runner_spin() {
+    let env = TestEnv::with_options(options().long_poll(Duration::from_secs(1))).await;
+    let mut gl = env.start(&env.config());
+    if let Err(e) = env.gitlab.wait_for_held_polls(1, WAIT).await {
+        panic!("no long poll held: {e}\n{}", gl.output());
+    }
+    // A proxy that answers every job request at once with a bare 204, as a released long poll.
+    env.gitlab
+        .inject(Fault::respond(Endpoint::RequestJob, 204).times(9));
+    let records = env
+        .gitlab
+        .wait_for_requests(
+            |r| r.iter().filter(|r| r.fault.is_some()).count() >= 9,
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", gl.output()));
+    let quick: Vec<&RequestRecord> = records.iter().filter(|r| r.fault.is_some()).collect();
+    for w in quick.windows(4) {
+        let span = w[3].at.duration_since(w[0].at).unwrap_or_default();
+        assert!(
+            span >= Duration::from_secs(1),
+            "four job requests within {span:?}: the runner spins on instant answers"
+        );
+    }
     gl.stop().await;
 }

@@ -190,3 +190,31 @@ async fn final_update_202_and_412_are_followed_to_a_matching_checksum() {
     assert!(env.gitlab.faults().is_empty());
     gl.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_trace_size_limit_fails_the_job_and_stops_it() {
+    let env = TestEnv::with_options(options().trace_size_limit(64 * 1024)).await;
+    let mut probe = ProcessProbe::new(env.dir.path(), "size.fifo");
+    let mut gl = env.start(&env.config());
+    // 200 KiB, then it would sleep for five minutes: only an abort ends it early.
+    let id = env
+        .gitlab
+        .enqueue(job(&[
+            &probe.hold(),
+            "for i in $(seq 1 2000); do echo \"line $i padded to about one hundred bytes ..........................................\"; done",
+            "sleep 300",
+        ]))
+        .unwrap();
+    probe.wait_up(WAIT).await;
+    let done = env.finished(&gl, id, WAIT).await;
+    assert_eq!(done.status, JobStatus::Failed);
+    assert_eq!(done.failure_reason.as_deref(), Some("trace_size_exceeded"));
+    assert!(done.trace_len <= 64 * 1024);
+    probe
+        .wait_gone(std::time::Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", gl.output()));
+    gl.wait_for_log("job canceled in GitLab; stopped", WAIT)
+        .await;
+    gl.stop().await;
+}
