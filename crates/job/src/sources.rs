@@ -688,6 +688,73 @@ mod tests {
         );
     }
 
+    fn script_for(settings: &crate::settings::JobSettings, job: &JobResponse) -> String {
+        let ctx = crate::context::RunnerContext::default();
+        let mut vars = crate::variables::Variables::new();
+        vars.add(crate::paths::TEMP_PROJECT_DIR_VARIABLE, "/b/p.tmp");
+        let paths = crate::paths::JobPaths {
+            builds_dir: "/b".into(),
+            project_dir: "/b/p".into(),
+            tmp_dir: "/b/p.tmp".into(),
+        };
+        let helper = crate::helper::HelperSetup::default();
+        let sc = ScriptContext {
+            job,
+            ctx: &ctx,
+            variables: &vars,
+            paths: &paths,
+            settings,
+            options: Default::default(),
+            helper: &helper,
+        };
+        let mut w = BashWriter::default();
+        write_get_sources(&mut w, &sc).unwrap();
+        w.body().to_owned()
+    }
+
+    #[test]
+    fn lfs_follows_git_lfs_skip_smudge() {
+        let j = job("https://gitlab-ci-token:glcbt-64_tok@h/acme/demo.git");
+        let mut vars = crate::variables::Variables::new();
+        vars.add("GIT_SUBMODULE_STRATEGY", "recursive");
+        let ctx = crate::context::RunnerContext::default();
+        let mut settings = crate::settings::JobSettings::from_variables(&vars, false, &ctx);
+        let body = script_for(&settings, &j);
+        assert!(body.contains("export GIT_LFS_SKIP_SMUDGE=1"));
+        assert_eq!(
+            body.matches(" lfs pull").count(),
+            2,
+            "repository and submodules"
+        );
+        settings.lfs_skip_smudge = true;
+        let body = script_for(&settings, &j);
+        assert!(!body.contains("GIT_LFS_SKIP_SMUDGE=1"), "{body}");
+        assert!(!body.contains("lfs pull"), "{body}");
+    }
+
+    #[test]
+    fn an_exclude_pathspec_without_a_path_is_refused() {
+        let j = job("https://h/acme/demo.git");
+        let mut vars = crate::variables::Variables::new();
+        vars.add("GIT_SUBMODULE_STRATEGY", "normal");
+        vars.add("GIT_SUBMODULE_PATHS", ":(exclude) libs/big");
+        let ctx = crate::context::RunnerContext::default();
+        let settings = crate::settings::JobSettings::from_variables(&vars, false, &ctx);
+        let helper = crate::helper::HelperSetup::default();
+        let paths = crate::paths::JobPaths::default();
+        let sc = ScriptContext {
+            job: &j,
+            ctx: &ctx,
+            variables: &vars,
+            paths: &paths,
+            settings: &settings,
+            options: Default::default(),
+            helper: &helper,
+        };
+        let err = write_get_sources(&mut BashWriter::default(), &sc).unwrap_err();
+        assert!(err.to_string().contains(":(exclude)libs/big"), "{err}");
+    }
+
     #[test]
     fn percent_decoding() {
         assert_eq!(percent_decode("a%20b%zz%4"), "a b%zz%4");

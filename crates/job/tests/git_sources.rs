@@ -386,3 +386,86 @@ async fn job_token_reaches_git_but_not_git_config_or_the_trace() {
     );
     assert!(!trace.contains("64_testjobtoken"), "{trace}");
 }
+
+#[tokio::test]
+async fn clear_worktree_runs_before_the_second_get_sources_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let shas = make_repo(dir.path());
+    let url = format!("file://{}/origin.git", dir.path().display());
+    let project = project_dir(dir.path());
+    let (outcome, trace) = run(git_job(&url, &shas[2], 0), ctx(dir.path())).await;
+    assert_eq!(outcome, JobOutcome::Success, "{trace}");
+    std::fs::write(project.join("untracked.txt"), "left over").unwrap();
+
+    // The first attempt of get_sources fails once (a marker in the builds dir remembers it).
+    let mut c = ctx(dir.path());
+    c.pre_get_sources_script = Some(
+        "if [ ! -e attempt-marker ]; then touch attempt-marker; echo first attempt fails; exit 1; fi"
+            .into(),
+    );
+    let make_job = || {
+        let j = with_var(git_job(&url, &shas[2], 0), "GIT_CLEAN_FLAGS", "none");
+        with_var(j, "FF_USE_EXPONENTIAL_BACKOFF_STAGE_RETRY", "false")
+    };
+    let (outcome, trace) = run(make_job(), c.clone()).await;
+    assert!(
+        matches!(
+            outcome,
+            JobOutcome::Failed {
+                exit_code: Some(1),
+                ..
+            }
+        ),
+        "one attempt, no clean-up: {outcome:?}\n{trace}"
+    );
+    assert!(!trace.contains("Deleting tracked"), "{trace}");
+    assert!(project.join("untracked.txt").exists());
+
+    std::fs::remove_file(dir.path().join("builds/attempt-marker")).unwrap();
+    let (outcome, trace) = run(with_var(make_job(), "GET_SOURCES_ATTEMPTS", "2"), c).await;
+    assert_eq!(outcome, JobOutcome::Success, "{trace}");
+    assert_eq!(
+        sections(&trace)[2..5],
+        ["get_sources", "clear_worktree", "get_sources"],
+        "{trace}"
+    );
+    assert!(
+        trace.contains("Deleting all tracked and untracked files due to source fetch failure"),
+        "{trace}"
+    );
+    assert!(trace.contains("Deleting tracked and untracked files..."));
+    assert!(
+        !project.join("untracked.txt").exists(),
+        "clear_worktree removed what GIT_CLEAN_FLAGS=none keeps"
+    );
+    assert!(trace.contains("\nv3\n"), "checked out again:\n{trace}");
+}
+
+#[tokio::test]
+async fn clean_and_fetch_flags_reach_git() {
+    let dir = tempfile::tempdir().unwrap();
+    let shas = make_repo(dir.path());
+    let url = format!("file://{}/origin.git", dir.path().display());
+    let project = project_dir(dir.path());
+    let (outcome, trace) = run(git_job(&url, &shas[2], 0), ctx(dir.path())).await;
+    assert_eq!(outcome, JobOutcome::Success, "{trace}");
+    std::fs::write(project.join("keep.txt"), "x").unwrap();
+
+    let j = with_var(git_job(&url, &shas[2], 0), "GIT_CLEAN_FLAGS", "none");
+    let j = with_var(j, "GIT_FETCH_EXTRA_FLAGS", "--no-tags --quiet");
+    let (outcome, trace) = run(j, ctx(dir.path())).await;
+    assert_eq!(outcome, JobOutcome::Success, "{trace}");
+    assert!(project.join("keep.txt").exists(), "no git clean");
+
+    let j = with_var(
+        git_job(&url, &shas[2], 0),
+        "GIT_FETCH_EXTRA_FLAGS",
+        "--no-such-flag",
+    );
+    let (outcome, trace) = run(j, ctx(dir.path())).await;
+    assert!(matches!(outcome, JobOutcome::Failed { .. }), "{trace}");
+    assert!(
+        trace.contains("unknown option `no-such-flag'"),
+        "git names the flag:\n{trace}"
+    );
+}

@@ -2,6 +2,8 @@
 //! trace whose output can be awaited, and a job runner with a real shell executor.
 #![allow(dead_code)]
 
+pub mod gitlab;
+
 use glrunner_job::{JobOutcome, RunnerContext, ShellExecutor, run_job};
 use glrunner_protocol::{JobResponse, JobVariable, STEP_AFTER_SCRIPT, STEP_SCRIPT, Step, When};
 use glrunner_trace::{JobControl, Trace, TraceConfig};
