@@ -421,10 +421,7 @@ async fn git_trusts_gitlabs_ca_over_https() {
             .git_info
             .repo_url
             .expose()
-            .replace(
-                &format!("http://gitlab-ci-token:"),
-                "https://gitlab-ci-token:",
-            )
+            .replace("http://gitlab-ci-token:", "https://gitlab-ci-token:")
             .replace(&gl.c.addr().to_string(), &front.to_string());
         job.git_info.repo_url = Secret::new(url);
     };
