@@ -52,6 +52,19 @@ async fn server_errors_and_dropped_connections_are_retried_to_a_complete_job() {
         .inject(Fault::drop_connection(Endpoint::PatchTrace).job(id));
 
     let mut gl = env.start(&env.config());
+    // Once the job runs, the final PUT meets a dropped connection and then five 503s (one request's
+    // attempts): the runner's own final-update retries carry it through.
+    if let Err(e) = env
+        .gitlab
+        .wait_for_status(id, JobStatus::Running, WAIT)
+        .await
+    {
+        panic!("the job never ran: {e}\n{}", gl.output());
+    }
+    env.gitlab
+        .inject(Fault::drop_connection(Endpoint::UpdateJob).job(id));
+    env.gitlab
+        .inject(Fault::unavailable(Endpoint::UpdateJob).job(id).times(5));
     let done = env.finished(&gl, id, WAIT).await;
     let text = done.trace_text();
     assert_eq!(done.status, JobStatus::Success, "{text}");
@@ -108,9 +121,23 @@ async fn server_errors_and_dropped_connections_are_retried_to_a_complete_job() {
             .filter(|r| r.endpoint == Endpoint::UpdateJob)
             .collect::<Vec<_>>(),
     );
-    // The acknowledgement is tried again after the dropped connection, so the job was started.
+    // The acknowledgement is tried again after the dropped connection, so the job was started; the
+    // final state got through after a dropped connection and a request's five 503s.
     assert_eq!(puts[..3], [Some(503), None, Some(200)], "{puts:?}");
-    assert_eq!(puts.last(), Some(&Some(200)), "{puts:?}");
+    assert_eq!(
+        puts[3..],
+        [
+            None,
+            Some(503),
+            Some(503),
+            Some(503),
+            Some(503),
+            Some(503),
+            Some(200)
+        ],
+        "{puts:?}"
+    );
+    assert_eq!(done.final_updates, 1);
     assert!(done.started_at.is_some(), "the job was never acknowledged");
     let patches = statuses(
         &job_requests(&env.gitlab, id)

@@ -150,3 +150,40 @@ async fn run_never_writes_config_toml_and_keeps_its_system_id_across_restarts() 
         mtime
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_writable_state_dir_anywhere_is_a_warning_and_jobs_still_run() {
+    let env = TestEnv::new().await;
+    let root = Uid::effective().is_root();
+    let user = (root && setpriv_available()).then_some((NOBODY, NOBODY));
+    if root && user.is_none() {
+        eprintln!("running as root without setpriv: nothing can be made unwritable; skipped");
+        return;
+    }
+    let work = env.dir.path();
+    for dir in [&work.join("builds"), &work.join("cache")] {
+        std::fs::create_dir_all(dir).unwrap();
+        if let Some((uid, _)) = user {
+            give_to(dir, uid);
+        }
+    }
+    // HOME exists but is not writable for the runner; the config dir is read-only.
+    let home = work.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    set_mode(&home, 0o555);
+    set_mode(work, 0o755);
+    env.write_config(&env.config());
+    set_mode(&env.config_path(), 0o644);
+    set_mode(&env.path("config"), 0o555);
+
+    let mut gl = Glrunner::spawn(work, &["run", "-c", path_str(&env.config_path())], user);
+    let text = gl.wait_for_log("kept in memory only", WAIT).await;
+    assert!(text.contains("no writable state directory"), "{text}");
+    assert!(text.contains("fix: mount a writable volume"), "{text}");
+    let id = env.gitlab.enqueue(job(&["echo state in memory"])).unwrap();
+    let done = env.finished(&gl, id, WAIT).await;
+    assert_eq!(done.status, JobStatus::Success, "{}", done.trace_text());
+    gl.stop().await;
+    set_mode(&env.path("config"), 0o755);
+    set_mode(&home, 0o755);
+}

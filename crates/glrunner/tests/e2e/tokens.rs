@@ -129,6 +129,19 @@ async fn token_revoked_mid_run_is_explained_and_readiness_fails() {
     assert_eq!(done.status, JobStatus::Success);
     let (status, body) = readiness(&addr).await;
     assert_eq!(status, 200, "{body}");
+    // The manager's system_id labels its metrics (catalogue T6).
+    let metrics = http()
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        metrics.contains(&format!("system_id=\"{}\"", env.system_id())),
+        "{metrics}"
+    );
 
     assert!(env.gitlab.revoke_runner(env.token()));
     let text = gl.wait_for_log("403 Forbidden", WAIT).await;
