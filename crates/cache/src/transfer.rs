@@ -80,7 +80,11 @@ pub enum TransferError {
         source: io::Error,
     },
 
-    #[error("{direction} {url} failed: the storage answered {status}{}. {hint}", storage_words(.storage))]
+    #[error(
+        "{direction} {url} failed: the storage answered {}{}. {hint}",
+        status_text(*.status),
+        storage_words(.storage)
+    )]
     Refused {
         direction: Direction,
         url: String,
@@ -135,6 +139,16 @@ impl TransferError {
             } => Some(c),
             _ => None,
         }
+    }
+}
+
+fn status_text(status: u16) -> String {
+    match reqwest::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+    {
+        Some(reason) => format!("{status} {reason}"),
+        None => status.to_string(),
     }
 }
 
