@@ -116,6 +116,10 @@ pub fn build(
         clone_url: runner.clone_url.clone(),
         tls_ca_file: client.tls_ca_file(),
         debug_trace_disabled: runner.debug_trace_disabled.unwrap_or(false),
+        cache: runner
+            .cache
+            .as_ref()
+            .map(crate::cache_settings::from_config),
         ..RunnerContext::default()
     };
     Ok(RunnerEntry {

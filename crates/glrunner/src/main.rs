@@ -1,5 +1,6 @@
 //! The `glrunner` binary: a thin command line over the runner's crates.
 
+mod cache_settings;
 mod cli;
 mod commands;
 mod entry;
