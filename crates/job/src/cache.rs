@@ -8,12 +8,10 @@
 use crate::helper::{HelperCommand, guard};
 use crate::script::{BashWriter, ScriptContext, ScriptError};
 use crate::settings::GitStrategy;
-use glrunner_archive::cache::{
-    CacheKeyError, cache_project_dir, fallback_key_allowed, local_cache_archive, resolve_cache_key,
-};
+use glrunner_archive::cache::{CacheKeyError, fallback_key_allowed, resolve_cache_key};
 use glrunner_archive::notice;
+use glrunner_cache::{CacheObject, CacheTarget as BackendTarget};
 use glrunner_protocol::{Cache, JobResponse};
-use std::path::Path;
 
 /// Whether a cache entry selects anything to archive.
 fn selects_files(c: &Cache) -> bool {
@@ -112,18 +110,29 @@ fn target(
     })
 }
 
-/// Where the archive of `hashed_key` lives.
+/// Where the archive of `hashed_key` lives: a file in the local cache directory, or presigned URLs
+/// (valid for the job's timeout) when `[runners.cache]` names S3.
 fn locate(sc: &ScriptContext<'_>, hashed_key: &str) -> Result<CacheLocation, String> {
-    let Some(dir) = sc.helper.cache_dir.as_deref() else {
-        return Err("unset cache directory".to_owned());
+    let project_path = crate::paths::project_path(sc.job);
+    let object = CacheObject {
+        key: hashed_key,
+        hashed_keys: sc.settings.hash_cache_keys,
+        project_id: sc.job.job_info.project_id,
+        project_path: &project_path,
+        empty_git_strategy: sc.settings.git_strategy == GitStrategy::Empty,
+        short_token: &sc.ctx.short_token,
     };
-    let project = cache_project_dir(
-        &crate::paths::project_path(sc.job),
-        sc.settings.git_strategy == GitStrategy::Empty,
-    );
-    let path =
-        local_cache_archive(Path::new(dir), &project, hashed_key).map_err(|e| e.skip_reason())?;
-    Ok(CacheLocation::File(path.to_string_lossy().into_owned()))
+    match sc.helper.cache.target(&object, sc.helper.url_lifetime) {
+        Ok(Some(BackendTarget::File(path))) => {
+            Ok(CacheLocation::File(path.to_string_lossy().into_owned()))
+        }
+        Ok(Some(BackendTarget::Url { get, put })) => Ok(CacheLocation::Url {
+            get: get.to_string(),
+            put: put.to_string(),
+        }),
+        Ok(None) => Err("unset cache directory".to_owned()),
+        Err(e) => Err(e.skip_reason()),
+    }
 }
 
 impl CacheLocation {
@@ -255,10 +264,12 @@ pub(crate) fn write_archive_cache(
         guard(w, sc.helper.program.as_deref(), "Creating cache", |w, p| {
             w.message(&notice::creating_cache(&t.human));
             let (flag, value) = t.location.archive_flag();
+            let max_size = sc.helper.cache.max_upload_size().map(|n| n.to_string());
             let cmd = HelperCommand::new("cache-archive")
                 .flag(flag, value)
                 .flags("path", &c.paths)
                 .switch("untracked", c.untracked)
+                .flag_opt("max-size", max_size.as_deref())
                 .flag("timeout", timeout(sc));
             w.if_line(&cmd.line(p));
             w.message(&notice::created_cache());

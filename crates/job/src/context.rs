@@ -47,4 +47,7 @@ pub struct RunnerContext {
     /// The glrunner binary job scripts run as `glrunner helper …`, instead of the executor's choice
     /// (the running binary for the shell executor).
     pub helper_path: Option<PathBuf>,
+    /// `[runners.cache]`. `None`, or no `Type`, keeps caches in the local cache directory (the
+    /// executor's `cache_dir`, which also replaces `local_dir` here).
+    pub cache: Option<glrunner_cache::CacheSettings>,
 }

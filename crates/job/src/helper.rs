@@ -3,8 +3,10 @@
 //! the environment of that one command, never as an argument (`ps` and pod specs show arguments).
 
 use crate::script::{BashWriter, escape};
+use glrunner_cache::CacheBackend;
 use glrunner_protocol::Secret;
 use std::fmt;
+use std::time::Duration;
 
 /// The environment variable the helper reads the job token (or a dependency's token) from.
 pub const JOB_TOKEN_ENV: &str = "GLRUNNER_JOB_TOKEN";
@@ -13,15 +15,28 @@ pub const JOB_TOKEN_ENV: &str = "GLRUNNER_JOB_TOKEN";
 pub const CACHE_MISSING_EXIT_CODE: i32 = 2;
 
 /// How the stage scripts of one job reach the helper, GitLab and the cache.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct HelperSetup {
     /// The glrunner binary, as the scripts see it (`<program> helper …`); `None` when the executor
     /// cannot run the helper, so cache and artifact stages only warn.
     pub program: Option<String>,
     /// GitLab's URL (`url` of the `[[runners]]` entry) for artifact transfers.
     pub gitlab_url: String,
-    /// Where local cache archives live, as the scripts see it.
-    pub cache_dir: Option<String>,
+    /// Where cache archives go: the local cache directory (as the scripts see it) or presigned URLs.
+    pub cache: CacheBackend,
+    /// How long presigned cache URLs stay valid: the job's timeout.
+    pub url_lifetime: Duration,
+}
+
+impl Default for HelperSetup {
+    fn default() -> Self {
+        Self {
+            program: None,
+            gitlab_url: String::new(),
+            cache: CacheBackend::Disabled,
+            url_lifetime: Duration::from_secs(glrunner_protocol::DEFAULT_JOB_TIMEOUT_SECONDS),
+        }
+    }
 }
 
 /// One `glrunner helper <subcommand>` call.

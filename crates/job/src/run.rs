@@ -34,6 +34,7 @@ use crate::script::{ScriptContext, ScriptError, ScriptOptions};
 use crate::settings::{JobSettings, format_go_duration};
 use crate::stage::{Stage, StageKind, StagePlan, Work};
 use crate::variables::{self, FEATURE_FLAGS, VariableSources, Variables};
+use glrunner_cache::CacheBackend;
 use glrunner_protocol::{FailureReason, JobResponse};
 use glrunner_trace::{JobControl, Trace, format};
 use std::time::Duration;
@@ -421,7 +422,8 @@ impl JobRun<'_> {
                 .clone()
                 .or_else(|| variables.value("CI_SERVER_URL").map(str::to_owned))
                 .unwrap_or_default(),
-            cache_dir: ex.cache_dir(ctx),
+            cache: self.cache_backend(ex),
+            url_lifetime: self.job_timeout,
         };
         Ok(Prepared {
             paths,
@@ -431,6 +433,24 @@ impl JobRun<'_> {
             options,
             helper,
         })
+    }
+
+    /// The cache backend of `[runners.cache]`, with the executor's local cache directory; a distributed
+    /// cache that cannot be used is a warning in the log of a job that uses a cache.
+    fn cache_backend(&self, ex: &dyn Executor) -> CacheBackend {
+        let mut settings = self.ctx.cache.clone().unwrap_or_default();
+        if let Some(dir) = ex.cache_dir(self.ctx) {
+            settings.local_dir = Some(dir.into());
+        }
+        let (backend, warning) = CacheBackend::select(&settings);
+        if let Some(w) = warning
+            && (crate::cache::restores(self.job)
+                || crate::cache::archives(self.job, false)
+                || crate::cache::archives(self.job, true))
+        {
+            self.log.warning(&w.to_string());
+        }
+        backend
     }
 
     async fn prepare_executor(&self, ex: &mut dyn Executor, p: &Prepared) -> Result<(), JobError> {

@@ -755,3 +755,74 @@ async fn script_timeout_still_saves_the_cache_for_failure() {
     );
     assert!(cache_file(dir.path(), "deps").is_file());
 }
+
+#[tokio::test]
+async fn s3_caches_get_presigned_urls_and_an_unusable_cache_falls_back_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let helper = FakeHelper::new(dir.path());
+    let make_job = || {
+        let mut j = named(job(&["mkdir -p vendor"]));
+        j.job_info.project_id = 42;
+        j.cache = vec![cache("deps", &["vendor/"], "pull-push", When::OnSuccess)];
+        j
+    };
+    let secret_key = "s3cr3t-k3y-never-shown";
+    let settings = glrunner_cache::CacheSettings {
+        cache_type: "s3".into(),
+        path: "ci".into(),
+        max_uploaded_archive_size: 1000,
+        s3: glrunner_cache::S3Settings {
+            server_address: "127.0.0.1:9000".into(),
+            access_key: "AKIDEXAMPLE".into(),
+            secret_key: secret_key.into(),
+            bucket_name: "runner-cache".into(),
+            insecure: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut c = helper_ctx(dir.path(), &helper);
+    c.cache = Some(settings.clone());
+    let (outcome, trace) = run(make_job(), c).await;
+    assert_eq!(outcome, JobOutcome::Success, "{trace}");
+    let calls = helper.calls();
+    assert_eq!(calls.len(), 2, "{calls:#?}");
+    let object = "http://127.0.0.1:9000/runner-cache/ci/runner/tok12345x/project/42/deps?";
+    assert!(
+        calls[0].starts_with(&format!("CALL [helper] [cache-extract] [--url] [{object}")),
+        "{calls:#?}"
+    );
+    assert!(calls[0].contains("X-Amz-Signature="), "{calls:#?}");
+    assert!(
+        calls[1].starts_with(&format!("CALL [helper] [cache-archive] [--url] [{object}")),
+        "{calls:#?}"
+    );
+    assert!(
+        calls[1].contains("[--max-size] [1000] [--timeout] [10m]"),
+        "{calls:#?}"
+    );
+    assert!(!calls.iter().any(|c| c.contains(secret_key)));
+    assert!(!trace.contains(secret_key) && !trace.contains("X-Amz-Signature"));
+
+    // A cache type glrunner cannot use: the job says why and keeps its caches locally.
+    let mut c = helper_ctx(dir.path(), &helper);
+    c.cache = Some(glrunner_cache::CacheSettings {
+        cache_type: "azure".into(),
+        ..settings
+    });
+    let (outcome, trace) = run(make_job(), c).await;
+    assert_eq!(outcome, JobOutcome::Success, "{trace}");
+    assert!(
+        trace
+            .contains("WARNING: [runners.cache] Type = \"azure\" is not supported by glrunner yet"),
+        "{trace}"
+    );
+    assert!(
+        helper.calls()[2].contains(&format!(
+            "[--file] [{}]",
+            cache_file(dir.path(), "deps").display()
+        )),
+        "{:#?}",
+        helper.calls()
+    );
+}
