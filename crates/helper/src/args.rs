@@ -106,7 +106,7 @@ pub struct ArtifactsDownloadArgs {
 
 /// Where a cache archive is: a local file, a presigned URL, or both (the file is then the local copy the
 /// URL is filled from, or restored into).
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 #[group(required = true, multiple = true)]
 pub struct CacheLocationArgs {
     /// The local cache archive (`<cache_dir>/<project>/<key>/cache.zip`).
@@ -115,6 +115,22 @@ pub struct CacheLocationArgs {
     /// A presigned URL of the cache object in S3-compatible storage.
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
+}
+
+// By hand: a presigned URL's query is its signature.
+impl std::fmt::Debug for CacheLocationArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheLocationArgs")
+            .field("file", &self.file)
+            .field(
+                "url",
+                &self
+                    .url
+                    .as_deref()
+                    .map(|u| u.split('?').next().unwrap_or_default()),
+            )
+            .finish()
+    }
 }
 
 /// A duration like `10m`, `90s` or `1h`; a bare number is minutes, as gitlab-runner's `--timeout`.
@@ -221,6 +237,10 @@ mod tests {
         };
         assert_eq!(c.timeout, Duration::from_secs(90));
         assert!(c.location.file.is_none());
+        assert!(
+            !format!("{c:?}").contains("sig"),
+            "Debug hides the presigned URL's query"
+        );
 
         let HelperArgs::CacheArchive(c) = parse(&[
             "cache-archive",
