@@ -118,3 +118,34 @@ async fn log_has_no_colour_codes_when_not_on_a_terminal() {
     assert!(!log.contains('\x1b'), "{log:?}");
     assert!(log.contains(" INFO "), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_within_shutdown_timeout_even_when_gitlab_fails_the_final_update() {
+    use glrunner_coordinator::{Endpoint, Fault};
+    let env = TestEnv::new().await;
+    let mut gl = env.start(&env.config().shutdown_timeout(3));
+    let id = env
+        .gitlab
+        .enqueue(job(&["echo sleeping now", "sleep 300"]))
+        .unwrap();
+    env.trace_contains(&gl, id, "sleeping now", WAIT).await;
+    // From now on GitLab fails every job update.
+    env.gitlab
+        .inject(Fault::unavailable(Endpoint::UpdateJob).job(id).times(1000));
+    env.gitlab
+        .inject(Fault::unavailable(Endpoint::PatchTrace).job(id).times(1000));
+    let signalled = Instant::now();
+    gl.signal(Signal::SIGTERM);
+    gl.exited(Duration::from_secs(10)).await;
+    let took = signalled.elapsed();
+    assert!(
+        took < Duration::from_secs(6),
+        "exited {took:?} after SIGTERM with shutdown_timeout = 3"
+    );
+    let log = gl.output();
+    assert!(
+        log.contains("did not report back within shutdown_timeout"),
+        "{log}"
+    );
+    assert_eq!(env.gitlab.job(id).unwrap().status, JobStatus::Running);
+}
