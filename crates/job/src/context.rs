@@ -42,7 +42,8 @@ pub struct RunnerContext {
     /// `debug_trace_disabled`: refuse `CI_DEBUG_TRACE` (bash xtrace would print every expanded command).
     pub debug_trace_disabled: bool,
     /// `url` of the `[[runners]]` entry: where the helper uploads and downloads artifacts. `None` uses
-    /// the job's `CI_SERVER_URL`.
+    /// the job's `CI_SERVER_URL`; an empty URL means there is no GitLab (`glrunner exec`), so artifact
+    /// stages are skipped with a warning.
     pub gitlab_url: Option<String>,
     /// The glrunner binary job scripts run as `glrunner helper …`, instead of the executor's choice
     /// (the running binary for the shell executor).

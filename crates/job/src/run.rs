@@ -302,7 +302,7 @@ impl JobRun<'_> {
         }
 
         let stage = stage_named(&p.plan, "download_artifacts")?;
-        if stage.work == Work::Run {
+        if stage.work == Work::Run && self.can_transfer_artifacts(p, &stage) {
             let script = scripts.download_artifacts();
             let attempts = p.settings.artifact_download_attempts;
             self.run_attempts(ex, p, &stage, &script, attempts, false)
@@ -351,6 +351,9 @@ impl JobRun<'_> {
         else {
             return Ok(());
         };
+        if !self.can_transfer_artifacts(p, stage) {
+            return Ok(());
+        }
         let script = self.scripts(p).upload_artifacts(failed);
         self.run_predefined(ex, stage, script, self.finishing_limits())
             .await
@@ -433,6 +436,20 @@ impl JobRun<'_> {
             options,
             helper,
         })
+    }
+
+    /// Artifacts move only with a GitLab URL; without one (`glrunner exec`) the stage is skipped, as
+    /// gitlab-runner does when its runner has no URL.
+    fn can_transfer_artifacts(&self, p: &Prepared, stage: &Stage) -> bool {
+        if p.helper.gitlab_url.is_empty() {
+            self.log.warning(&format!(
+                "{}: skipped, there is no GitLab to transfer artifacts with (set `url` in the \
+                 [[runners]] section of config.toml)",
+                stage.name
+            ));
+            return false;
+        }
+        true
     }
 
     /// The cache backend of `[runners.cache]`, with the executor's local cache directory; a distributed

@@ -454,6 +454,7 @@ async fn a_missing_helper_only_warns() {
     let missing = dir.path().join("no-such-glrunner");
     c.helper_path = Some(missing.clone());
     c.cache_dir = Some(dir.path().join("cache"));
+    c.gitlab_url = Some("https://gitlab.example.com".into());
     let mut j = named(job(&["mkdir -p vendor out"]));
     j.cache = vec![cache("deps", &["vendor/"], "pull-push", When::OnSuccess)];
     j.artifacts = Some(vec![artifact(
@@ -824,5 +825,59 @@ async fn s3_caches_get_presigned_urls_and_an_unusable_cache_falls_back_with_a_wa
         )),
         "{:#?}",
         helper.calls()
+    );
+}
+
+#[tokio::test]
+async fn without_a_gitlab_url_artifacts_are_skipped_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let helper = FakeHelper::new(dir.path());
+    let mut j = named(job(&["mkdir -p out"]));
+    j.artifacts = Some(vec![artifact(
+        "out",
+        &["out/"],
+        When::Always,
+        "archive",
+        "zip",
+    )]);
+    j.dependencies = vec![Dependency {
+        id: 7,
+        name: "compile".into(),
+        token: DEP_TOKEN.into(),
+        artifacts_file: Some(ArtifactsFile {
+            filename: "artifacts.zip".into(),
+            size: 1,
+        }),
+    }];
+    let mut c = helper_ctx(dir.path(), &helper);
+    c.gitlab_url = Some(String::new());
+    let (outcome, trace) = run(j.clone(), c).await;
+    assert_eq!(outcome, JobOutcome::Success, "{trace}");
+    assert!(
+        trace.contains("WARNING: download_artifacts: skipped, there is no GitLab"),
+        "{trace}"
+    );
+    assert!(
+        trace.contains("WARNING: upload_artifacts_on_success: skipped, there is no GitLab"),
+        "{trace}"
+    );
+    assert!(helper.calls().is_empty(), "{:#?}", helper.calls());
+
+    // Without `url` in the context, the job's CI_SERVER_URL is GitLab.
+    j.variables.push(JobVariable::new(
+        "CI_SERVER_URL",
+        "https://from-the-job.example",
+    ));
+    let mut c = helper_ctx(dir.path(), &helper);
+    c.gitlab_url = None;
+    let (outcome, trace) = run(j, c).await;
+    assert_eq!(outcome, JobOutcome::Success, "{trace}");
+    let calls = helper.calls();
+    assert_eq!(calls.len(), 2, "{calls:#?}");
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.contains("[--url] [https://from-the-job.example]")),
+        "{calls:#?}"
     );
 }
