@@ -55,6 +55,7 @@ fn unique_mark() -> String {
 pub struct RunnerBlock {
     pub name: String,
     pub url: String,
+    /// Left out of the file when empty (e.g. with `token_file`).
     pub token: String,
     /// Extra `key = value` lines of the entry.
     pub lines: Vec<String>,
@@ -136,7 +137,9 @@ impl RunConfig {
             out.push_str("\n[[runners]]\n");
             out.push_str(&format!("  name = {:?}\n", r.name));
             out.push_str(&format!("  url = {:?}\n", r.url));
-            out.push_str(&format!("  token = {:?}\n", r.token));
+            if !r.token.is_empty() {
+                out.push_str(&format!("  token = {:?}\n", r.token));
+            }
             out.push_str("  executor = \"shell\"\n");
             out.push_str(&format!(
                 "  builds_dir = {:?}\n",
@@ -215,10 +218,15 @@ impl TestEnv {
 
     /// Write `cfg` and start `glrunner run -c … --state-dir …`.
     pub fn start(&self, cfg: &RunConfig) -> Glrunner {
+        self.start_with_env(cfg, &[])
+    }
+
+    /// `start` with extra environment variables for glrunner.
+    pub fn start_with_env(&self, cfg: &RunConfig, env: &[(&str, &str)]) -> Glrunner {
         self.write_config(cfg);
         let config = self.config_path();
         let state = self.state_dir();
-        Glrunner::spawn(
+        Glrunner::spawn_with_env(
             self.dir.path(),
             &[
                 "run",
@@ -228,6 +236,7 @@ impl TestEnv {
                 path_str(&state),
             ],
             None,
+            env,
         )
     }
 
