@@ -67,7 +67,12 @@ pub async fn run_job(
     let mut state = State::default();
     let result = run.execute(executor, &mut state).await;
     run.cleanup(executor, &state).await;
-    tracing::debug!(job = job.id, result = ?result, "job finished");
+    // Only the kind of error: its message may quote a masked value (a cache key, say).
+    tracing::debug!(
+        job = job.id,
+        result = result.as_ref().map_or_else(JobError::kind, |()| "success"),
+        "job finished"
+    );
     run.footer(result)
 }
 
@@ -141,6 +146,18 @@ impl JobError {
                     ..
                 }
         )
+    }
+
+    /// What kind of error this is, for glrunner's own log (which does not mask job secrets).
+    fn kind(&self) -> &'static str {
+        match self {
+            JobError::Exit(_) => "script exit code",
+            JobError::Canceled => "canceled",
+            JobError::Timeout { .. } => "timeout",
+            JobError::Aborted => "aborted",
+            JobError::System(_) => "system failure",
+            JobError::Refused { .. } => "refused",
+        }
     }
 
     fn script(e: ScriptError) -> Self {
@@ -527,7 +544,8 @@ impl JobRun<'_> {
                         job = self.job.id,
                         stage = %stage.name,
                         attempt,
-                        "stage failed, retrying: {e:?}"
+                        "stage failed ({}), retrying",
+                        e.kind()
                     );
                 }
                 Err(e) => return Err(e),
@@ -550,7 +568,8 @@ impl JobRun<'_> {
                         return Err(e);
                     }
                     self.log.warning(&format!(
-                        "deleting the files before the next attempt failed ({e:?}); trying anyway"
+                        "deleting the files before the next attempt failed ({}); trying anyway",
+                        e.kind()
                     ));
                 }
             }

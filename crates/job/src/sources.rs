@@ -136,11 +136,6 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// `scheme://host[:port]` of an HTTP(S) URL, for `credential.<url>.*` and `http.<url>.*` settings.
-pub fn http_base_of(url: &str) -> Option<String> {
-    http_base(url)
-}
-
 /// Everything the git commands of get_sources share.
 struct Git<'a> {
     remote: Remote,
