@@ -337,10 +337,7 @@ impl JobRun<'_> {
     ) -> Result<(), JobError> {
         let Some(stage) = p
             .plan
-            .stages
-            .iter()
-            .find(|s| s.kind == StageKind::ArchiveCache { on_failure: failed })
-            .filter(|s| s.work == Work::Run)
+            .to_run(&StageKind::ArchiveCache { on_failure: failed })
         else {
             return Ok(());
         };
@@ -361,10 +358,7 @@ impl JobRun<'_> {
     ) -> Result<(), JobError> {
         let Some(stage) = p
             .plan
-            .stages
-            .iter()
-            .find(|s| s.kind == StageKind::UploadArtifacts { on_failure: failed })
-            .filter(|s| s.work == Work::Run)
+            .to_run(&StageKind::UploadArtifacts { on_failure: failed })
         else {
             return Ok(());
         };

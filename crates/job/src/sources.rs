@@ -683,10 +683,20 @@ mod tests {
         );
     }
 
-    fn script_for(settings: &crate::settings::JobSettings, job: &JobResponse) -> String {
+    /// The get_sources body for `job` with the settings `variables` give (less `adjust`).
+    fn script_for(
+        job: &JobResponse,
+        variables: &[(&str, &str)],
+        adjust: impl FnOnce(&mut crate::settings::JobSettings),
+    ) -> Result<String, ScriptError> {
         let ctx = crate::context::RunnerContext::default();
         let mut vars = crate::variables::Variables::new();
         vars.add(crate::paths::TEMP_PROJECT_DIR_VARIABLE, "/b/p.tmp");
+        for (k, v) in variables {
+            vars.add(k, *v);
+        }
+        let mut settings = crate::settings::JobSettings::from_variables(&vars, false, &ctx);
+        adjust(&mut settings);
         let paths = crate::paths::JobPaths {
             builds_dir: "/b".into(),
             project_dir: "/b/p".into(),
@@ -698,31 +708,27 @@ mod tests {
             ctx: &ctx,
             variables: &vars,
             paths: &paths,
-            settings,
+            settings: &settings,
             options: Default::default(),
             helper: &helper,
         };
         let mut w = BashWriter::default();
-        write_get_sources(&mut w, &sc).unwrap();
-        w.body().to_owned()
+        write_get_sources(&mut w, &sc)?;
+        Ok(w.body().to_owned())
     }
 
     #[test]
     fn lfs_follows_git_lfs_skip_smudge() {
         let j = job("https://gitlab-ci-token:glcbt-64_tok@h/acme/demo.git");
-        let mut vars = crate::variables::Variables::new();
-        vars.add("GIT_SUBMODULE_STRATEGY", "recursive");
-        let ctx = crate::context::RunnerContext::default();
-        let mut settings = crate::settings::JobSettings::from_variables(&vars, false, &ctx);
-        let body = script_for(&settings, &j);
+        let recursive = [("GIT_SUBMODULE_STRATEGY", "recursive")];
+        let body = script_for(&j, &recursive, |_| {}).unwrap();
         assert!(body.contains("export GIT_LFS_SKIP_SMUDGE=1"));
         assert_eq!(
             body.matches(" lfs pull").count(),
             2,
             "repository and submodules"
         );
-        settings.lfs_skip_smudge = true;
-        let body = script_for(&settings, &j);
+        let body = script_for(&j, &recursive, |s| s.lfs_skip_smudge = true).unwrap();
         assert!(!body.contains("GIT_LFS_SKIP_SMUDGE=1"), "{body}");
         assert!(!body.contains("lfs pull"), "{body}");
     }
@@ -730,24 +736,18 @@ mod tests {
     #[test]
     fn an_exclude_pathspec_without_a_path_is_refused() {
         let j = job("https://h/acme/demo.git");
-        let mut vars = crate::variables::Variables::new();
-        vars.add("GIT_SUBMODULE_STRATEGY", "normal");
-        vars.add("GIT_SUBMODULE_PATHS", ":(exclude) libs/big");
-        let ctx = crate::context::RunnerContext::default();
-        let settings = crate::settings::JobSettings::from_variables(&vars, false, &ctx);
-        let helper = crate::helper::HelperSetup::default();
-        let paths = crate::paths::JobPaths::default();
-        let sc = ScriptContext {
-            job: &j,
-            ctx: &ctx,
-            variables: &vars,
-            paths: &paths,
-            settings: &settings,
-            options: Default::default(),
-            helper: &helper,
-        };
-        let err = write_get_sources(&mut BashWriter::default(), &sc).unwrap_err();
+        let vars = [
+            ("GIT_SUBMODULE_STRATEGY", "normal"),
+            ("GIT_SUBMODULE_PATHS", ":(exclude) libs/big"),
+        ];
+        let err = script_for(&j, &vars, |_| {}).unwrap_err();
         assert!(err.to_string().contains(":(exclude)libs/big"), "{err}");
+        let vars = [
+            ("GIT_SUBMODULE_STRATEGY", "normal"),
+            ("GIT_SUBMODULE_PATHS", ":(exclude)libs/big"),
+        ];
+        let body = script_for(&j, &vars, |_| {}).unwrap();
+        assert!(body.contains("-- $':(exclude)libs/big'"), "{body}");
     }
 
     #[test]

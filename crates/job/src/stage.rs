@@ -236,6 +236,14 @@ impl StagePlan {
         self.stages.iter().find(|s| s.name == name)
     }
 
+    /// The stage of this kind, if it has work to do.
+    pub fn to_run(&self, kind: &StageKind) -> Option<&Stage> {
+        self.stages
+            .iter()
+            .find(|s| s.kind == *kind)
+            .filter(|s| s.work == Work::Run)
+    }
+
     /// The clear_worktree stage, run before get_sources is tried again.
     pub fn clear_worktree() -> Stage {
         Stage::new(

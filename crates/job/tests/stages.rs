@@ -43,6 +43,19 @@ fn artifact(name: &str, paths: &[&str], when: When, kind: &str, format: &str) ->
     }
 }
 
+/// Job 7, `compile`, with an archive to download.
+fn compile_dependency() -> Dependency {
+    Dependency {
+        id: 7,
+        name: "compile".into(),
+        token: DEP_TOKEN.into(),
+        artifacts_file: Some(ArtifactsFile {
+            filename: "artifacts.zip".into(),
+            size: 1,
+        }),
+    }
+}
+
 fn named(mut job: JobResponse) -> JobResponse {
     job.job_info.name = "build".into();
     job.git_info.r#ref = "main".into();
@@ -88,15 +101,7 @@ async fn every_stage_runs_in_order_and_calls_the_helper_as_the_contract_says() {
         c.fallback_keys = vec!["deps-main".into()];
         j.cache = vec![c];
         j.dependencies = vec![
-            Dependency {
-                id: 7,
-                name: "compile".into(),
-                token: DEP_TOKEN.into(),
-                artifacts_file: Some(ArtifactsFile {
-                    filename: "artifacts.zip".into(),
-                    size: 10,
-                }),
-            },
+            compile_dependency(),
             Dependency {
                 id: 8,
                 name: "lint".into(),
@@ -482,15 +487,7 @@ async fn artifact_downloads_are_retried_and_a_failed_download_fails_the_job() {
     let helper = FakeHelper::new(dir.path());
     let make_job = || {
         let mut j = named(job(&["echo script ran"]));
-        j.dependencies = vec![Dependency {
-            id: 7,
-            name: "compile".into(),
-            token: DEP_TOKEN.into(),
-            artifacts_file: Some(ArtifactsFile {
-                filename: "artifacts.zip".into(),
-                size: 1,
-            }),
-        }];
+        j.dependencies = vec![compile_dependency()];
         j.artifacts = Some(vec![artifact(
             "log",
             &["log/"],
@@ -840,15 +837,7 @@ async fn without_a_gitlab_url_artifacts_are_skipped_with_a_warning() {
         "archive",
         "zip",
     )]);
-    j.dependencies = vec![Dependency {
-        id: 7,
-        name: "compile".into(),
-        token: DEP_TOKEN.into(),
-        artifacts_file: Some(ArtifactsFile {
-            filename: "artifacts.zip".into(),
-            size: 1,
-        }),
-    }];
+    j.dependencies = vec![compile_dependency()];
     let mut c = helper_ctx(dir.path(), &helper);
     c.gitlab_url = Some(String::new());
     let (outcome, trace) = run(j.clone(), c).await;
