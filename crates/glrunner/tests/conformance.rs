@@ -423,6 +423,7 @@ async fn masked_values_never_reach_the_trace_from_any_stage() {
         "echo \"script: $SECRET_PASSWORD\"",
         "echo \"SEEN=$SECRET_PASSWORD\" >> \"$GITLAB_ENV\"",
         "git ls-remote \"http://user:${SECRET_PASSWORD}@127.0.0.1:1/x.git\" || true",
+        "git rev-parse \"$SECRET_PASSWORD\" || true",
     ])
     .repository(&project)
     .variable(Variable::new("SECRET_PASSWORD", SECRET).masked())
@@ -448,9 +449,16 @@ async fn masked_values_never_reach_the_trace_from_any_stage() {
         "after: [MASKED]",
         "Checking cache for [MASKED]-protected...",
         "Creating cache [MASKED]-protected...",
+        "[MASKED]/out: no matching files",
     ] {
         assert!(trace.contains(line), "{line:?} missing:\n{trace}");
     }
+    assert!(
+        trace
+            .lines()
+            .any(|l| l.starts_with("fatal:") && l.contains("[MASKED]")),
+        "git's own error quotes the value, masked:\n{trace}"
+    );
     assert!(!trace.contains(done.token.expose()), "{trace}");
     gl.stop().await;
 }
