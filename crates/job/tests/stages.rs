@@ -870,3 +870,45 @@ async fn without_a_gitlab_url_artifacts_are_skipped_with_a_warning() {
         "{calls:#?}"
     );
 }
+
+#[tokio::test]
+async fn restore_cache_is_tried_restore_cache_attempts_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let helper = FakeHelper::new(dir.path());
+    let mut c = helper_ctx(dir.path(), &helper);
+    // A line bash cannot export, left for the next stage: restore_cache fails however often it runs.
+    c.post_get_sources_script = Some("echo '1BAD=x' >> \"$GITLAB_ENV\"".into());
+    // The hook runs only when there are sources to get.
+    sh(
+        dir.path(),
+        "git init -q --bare -b main origin.git && git init -q -b main work && cd work && \
+         echo x > f && git add f && git commit -q -m c && git push -q ../origin.git main",
+    );
+    let mut j = named(job(&["echo script ran"]));
+    j.variables.retain(|v| v.key != "GIT_STRATEGY");
+    j.git_info.repo_url = format!("file://{}/origin.git", dir.path().display()).into();
+    j.git_info.sha = sh(dir.path(), "git -C work rev-parse HEAD");
+    let mut j = with_var(j, "RESTORE_CACHE_ATTEMPTS", "3");
+    j.variables.push(JobVariable::new(
+        "FF_USE_EXPONENTIAL_BACKOFF_STAGE_RETRY",
+        "false",
+    ));
+    j.cache = vec![cache("deps", &["vendor/"], "pull-push", When::Always)];
+    let (outcome, trace) = run(j, c).await;
+    assert_eq!(
+        outcome,
+        failed(FailureReason::ScriptFailure, Some(1)),
+        "{trace}"
+    );
+    let stages = sections(&trace);
+    assert_eq!(
+        stages.iter().filter(|s| *s == "restore_cache").count(),
+        3,
+        "{trace}"
+    );
+    assert!(!trace.contains("script ran\n"), "{trace}");
+    assert!(
+        stages.contains(&"archive_cache_on_failure".to_owned()),
+        "the on-failure cache stage still runs:\n{trace}"
+    );
+}
