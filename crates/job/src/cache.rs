@@ -31,9 +31,10 @@ pub fn archives(job: &JobResponse, job_failed: bool) -> bool {
         .any(|c| selects_files(c) && c.when.applies(job_failed))
 }
 
-/// Where one cache archive is read from and written to, as the helper is told.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CacheLocation {
+/// Where one cache archive is read from and written to, as the helper is told. No `Debug`: presigned
+/// URLs carry a signature.
+#[derive(Clone, PartialEq, Eq)]
+enum CacheLocation {
     /// A local `cache.zip` (`--file`).
     File(String),
     /// Presigned URLs of a distributed cache (`--url`).
@@ -41,11 +42,11 @@ pub enum CacheLocation {
 }
 
 /// A resolved key and where its archive is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheTarget {
+#[derive(Clone, PartialEq, Eq)]
+struct CacheTarget {
     /// The key as the log shows it.
-    pub human: String,
-    pub location: CacheLocation,
+    human: String,
+    location: CacheLocation,
 }
 
 /// What a `policy` allows, after variable expansion.

@@ -11,9 +11,6 @@ use std::time::Duration;
 /// The environment variable the helper reads the job token (or a dependency's token) from.
 pub const JOB_TOKEN_ENV: &str = "GLRUNNER_JOB_TOKEN";
 
-/// Exit code of `cache-extract` when the cache does not exist (as opposed to a failed transfer).
-pub const CACHE_MISSING_EXIT_CODE: i32 = 2;
-
 /// How the stage scripts of one job reach the helper, GitLab and the cache.
 #[derive(Debug, Clone)]
 pub struct HelperSetup {
