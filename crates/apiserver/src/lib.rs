@@ -1,0 +1,65 @@
+//! A Kubernetes API test server: the real wire protocol on loopback, for glrunner's Kubernetes tests
+//! (in-process) and for manual runs (the `glrunner-apiserver` binary). `kubectl` and kube-rs are its
+//! conformance checks.
+//!
+//! What it does like kube-apiserver:
+//! - HTTPS with its own CA; client certificates (CN = user, O = groups), static and service-account
+//!   bearer tokens, 401 for anonymous requests, impersonation (`kubectl --as`);
+//! - discovery (`/version`, `/api`, `/apis`, group-version resource lists) and the part of
+//!   `/openapi/v3` kubectl needs to leave field validation to the server;
+//! - namespaces, pods, secrets, configmaps, services, serviceaccounts, events, roles, rolebindings,
+//!   clusterroles, clusterrolebindings, poddisruptionbudgets, selfsubjectaccessreviews and
+//!   selfsubjectreviews, stored as JSON validated against the k8s-openapi types;
+//! - get, list (label and field selectors, pagination), watch (resourceVersion semantics, bookmarks,
+//!   410 Expired), create (generateName, defaults, admission), update (409 on a stale
+//!   resourceVersion), patch (JSON, merge, strategic merge subset: see [`patch`]), delete (graceful
+//!   pod deletion, finalizers, propagation policies, owner-reference garbage collection),
+//!   deletecollection — errors as `Status` objects with the apiserver's exact messages;
+//! - RBAC on every request, with the bootstrap roles for discovery and self-reviews.
+//!
+//! Where the process kubelet plugs in: [`Store`] (objects, [`Store::subscribe`] for every change,
+//! [`Store::update_status`], [`Store::record_event`], [`Store::finish_pod_deletion`]) and
+//! [`Options::subresource_handler`] for `pods/log`, `pods/exec`, `pods/attach` and
+//! `pods/portforward`, which arrive authenticated and authorized, with the raw request to upgrade.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use glrunner_apiserver::{ApiServer, Options};
+//! use k8s_openapi::api::core::v1::Pod;
+//! let server = ApiServer::start(Options::default()).await?;
+//! server.apply_yaml("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ci-jobs\n")?;
+//! let client = server.admin_client().await?;
+//! let pods: kube::Api<Pod> = kube::Api::namespaced(client, "ci-jobs");
+//! let sa = server.service_account_token("ci-system", "glrunner");
+//! let kubeconfig = server.kubeconfig_for(&sa, "runner", "ci-jobs")?;
+//! # let _ = (pods, kubeconfig); Ok(()) }
+//! ```
+
+mod api;
+pub mod auth;
+pub mod bootstrap;
+pub mod defaults;
+pub mod discovery;
+pub mod error;
+pub mod kubeconfig;
+pub mod patch;
+pub mod pki;
+pub mod rbac;
+pub mod request;
+pub mod request_log;
+pub mod resource;
+pub mod selector;
+mod server;
+pub mod status;
+pub mod store;
+pub mod table;
+pub mod validation;
+mod watch;
+
+pub use auth::{Credential, Identity, UserInfo};
+pub use discovery::KubeVersion;
+pub use error::{ApplyError, ClientError, IdentityError, StartError};
+pub use request_log::{Counts, RequestKey, RequestRecord};
+pub use server::{ApiServer, Body, Options, Response, SubresourceHandler, SubresourceRequest};
+pub use status::ApiError;
+pub use store::{Change, ChangeType, DeleteOptions, Deleted, EventSpec, Store, WriteOptions};
