@@ -116,6 +116,7 @@ pub fn build(
         clone_url: runner.clone_url.clone(),
         tls_ca_file: client.tls_ca_file(),
         debug_trace_disabled: runner.debug_trace_disabled.unwrap_or(false),
+        gitlab_url: Some(runner.url.clone()),
         cache: runner
             .cache
             .as_ref()

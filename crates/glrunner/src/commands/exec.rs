@@ -106,6 +106,8 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
         revision: version::REVISION.to_owned(),
         executor: "shell".to_owned(),
         shell: "bash".to_owned(),
+        // No GitLab: artifact stages are skipped with a warning instead of uploading somewhere.
+        gitlab_url: Some(String::new()),
         ..RunnerContext::default()
     };
     let control = JobControl::new();
