@@ -462,3 +462,116 @@ async fn masked_values_never_reach_the_trace_from_any_stage() {
     assert!(!trace.contains(done.token.expose()), "{trace}");
     gl.stop().await;
 }
+
+/// `[runners.cache]` lines for an S3 cache on `s3`, with `secret` as the secret key.
+fn s3_cache_config(
+    env: &TestEnv,
+    s3: &glrunner_cache::test_server::S3Server,
+    secret: &str,
+) -> RunConfig {
+    env.config()
+        .runner_line("[runners.cache]")
+        .runner_line("Type = \"s3\"")
+        .runner_line("Path = \"ci\"")
+        .runner_line("[runners.cache.s3]")
+        .runner_line(&format!("ServerAddress = {:?}", s3.address()))
+        .runner_line(&format!("AccessKey = {:?}", s3.access_key()))
+        .runner_line(&format!("SecretKey = {secret:?}"))
+        .runner_line("BucketName = \"runner-cache\"")
+        .runner_line("Insecure = true")
+}
+
+/// Files under `dir` whose name is `name`, at any depth.
+fn find_named(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == name) {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_cache_round_trips_across_jobs_through_presigned_urls() {
+    let s3 = glrunner_cache::test_server::S3Server::start()
+        .await
+        .expect("S3 server");
+    s3.create_bucket("runner-cache").expect("bucket");
+    let env = TestEnv::new().await;
+    let project = demo_project(&env).await;
+    let mut gl = env.start(&s3_cache_config(&env, &s3, s3.secret_key()));
+    let job = |script: &[&str]| {
+        JobSpec::script(script.iter().copied())
+            .repository(&project)
+            .var("GIT_STRATEGY", "clone")
+            .cache(CacheSpec::new("s3-deps", ["deps/"]))
+    };
+
+    let first = env
+        .gitlab
+        .enqueue(job(&["mkdir -p deps", "echo from-s3 > deps/lib.txt"]))
+        .unwrap();
+    let trace = finished_ok(&env, &gl, first).await.trace_text();
+    assert!(trace.contains("Created cache"), "{trace}");
+    let objects = find_named(s3.root(), "s3-deps-protected");
+    assert_eq!(objects.len(), 1, "one object in the bucket: {objects:?}");
+    assert!(
+        objects[0].to_string_lossy().contains("/ci/runner/"),
+        "object under Path and the runner's prefix: {objects:?}"
+    );
+    assert!(
+        !env.path("cache/acme/demo/s3-deps-protected/cache.zip")
+            .exists(),
+        "S3 is used instead of the local cache directory"
+    );
+
+    let second = env.gitlab.enqueue(job(&["cat deps/lib.txt"])).unwrap();
+    let trace = finished_ok(&env, &gl, second).await.trace_text();
+    assert!(trace.contains("Successfully extracted cache"), "{trace}");
+    assert!(trace.contains("\nfrom-s3\n"), "restored from S3:\n{trace}");
+    assert!(
+        !trace.contains("X-Amz-Signature=") || trace.contains("X-Amz-Signature=[MASKED]"),
+        "presigned signatures never reach the trace:\n{trace}"
+    );
+    assert!(!trace.contains(s3.secret_key()), "{trace}");
+    gl.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_s3_cache_is_a_visible_warning_with_the_s3_error() {
+    let s3 = glrunner_cache::test_server::S3Server::start()
+        .await
+        .expect("S3 server");
+    s3.create_bucket("runner-cache").expect("bucket");
+    let env = TestEnv::new().await;
+    let project = demo_project(&env).await;
+    let mut gl = env.start(&s3_cache_config(&env, &s3, "not-the-secret-key"));
+    let id = env
+        .gitlab
+        .enqueue(
+            JobSpec::script(["mkdir -p deps", "echo x > deps/lib.txt"])
+                .repository(&project)
+                .var("GIT_STRATEGY", "clone")
+                .cache(CacheSpec::new("s3-deps", ["deps/"])),
+        )
+        .unwrap();
+    let trace = finished_ok(&env, &gl, id).await.trace_text();
+    assert!(trace.contains("WARNING:"), "{trace}");
+    assert!(
+        trace.contains("SignatureDoesNotMatch") || trace.contains("403"),
+        "the S3 error reaches the trace:\n{trace}"
+    );
+    assert!(
+        !trace.contains("Created cache"),
+        "a failed upload is never reported as created:\n{trace}"
+    );
+    assert!(find_named(s3.root(), "s3-deps-protected").is_empty());
+    gl.stop().await;
+}
