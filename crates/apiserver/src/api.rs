@@ -338,6 +338,8 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError>
     let mut opts = DeleteOptions::default();
     let parsed: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
+    } else if body.starts_with(b"k8s\x00") {
+        crate::proto::decode_object(body)?
     } else {
         serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("error decoding DeleteOptions: {e}"))
@@ -409,12 +411,10 @@ async fn read_json(req: http::Request<Incoming>) -> Result<Value, ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.contains("protobuf"));
-    if proto {
-        return Err(ApiError::unsupported_media_type(
-            "application/json, application/yaml",
-        ));
-    }
     let body = read_body(req).await?;
+    if proto {
+        return crate::proto::decode_object(&body);
+    }
     if yaml {
         let text = std::str::from_utf8(&body)
             .map_err(|e| ApiError::bad_request(format!("the body is not UTF-8: {e}")))?;

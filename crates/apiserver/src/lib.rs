@@ -44,6 +44,7 @@ pub mod error;
 pub mod kubeconfig;
 pub mod patch;
 pub mod pki;
+pub mod proto;
 pub mod rbac;
 pub mod request;
 pub mod request_log;
