@@ -560,6 +560,19 @@ impl Store {
         })
     }
 
+    /// Update a pod's `status` with `f` (the kubelet's status updates).
+    pub fn update_pod_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        f: impl FnOnce(&mut Value),
+    ) -> Result<Value, ApiError> {
+        let Some(rt) = resource::by_plural("", "pods") else {
+            return Err(ApiError::internal("pods are not served"));
+        };
+        self.update_status(rt, namespace, name, f)
+    }
+
     /// Record a core/v1 Event about `spec.involved_object` (as the kubelet and controllers do).
     pub fn record_event(&self, spec: EventSpec) -> Result<Value, ApiError> {
         let Some(rt) = resource::by_plural("", "events") else {
