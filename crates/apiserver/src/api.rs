@@ -13,7 +13,9 @@ use crate::resource::{self, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::server::{Body, Response, Shared, SubresourceRequest};
 use crate::status::{self, ApiError, FieldError};
-use crate::store::{self, DeleteOptions, Deleted, FieldValidation, Propagation, WriteOptions, str_at};
+use crate::store::{
+    self, DeleteOptions, Deleted, FieldValidation, Propagation, WriteOptions, str_at,
+};
 use crate::table;
 use crate::watch;
 use bytes::Bytes;
@@ -101,7 +103,10 @@ pub(crate) async fn resource(call: Call<'_>, req: http::Request<Incoming>) -> Re
     }
 }
 
-async fn resource_inner(call: Call<'_>, req: http::Request<Incoming>) -> Result<Response, ApiError> {
+async fn resource_inner(
+    call: Call<'_>,
+    req: http::Request<Incoming>,
+) -> Result<Response, ApiError> {
     let info = call.info;
     let Some(rt) = resource::find(&info.group, &info.version, &info.resource) else {
         return Err(ApiError::no_route());
@@ -125,7 +130,10 @@ async fn resource_inner(call: Call<'_>, req: http::Request<Incoming>) -> Result<
     let gr = rt.group_resource();
 
     // Streaming subresources belong to the kubelet part.
-    if matches!(info.subresource.as_str(), "log" | "exec" | "attach" | "portforward") {
+    if matches!(
+        info.subresource.as_str(),
+        "log" | "exec" | "attach" | "portforward"
+    ) {
         return Ok(streaming(call.shared, rt, &namespace, info, call.user, req).await);
     }
 
@@ -304,7 +312,11 @@ fn encode_continue(key: &str) -> String {
 
 fn decode_continue(token: &str) -> Result<String, ApiError> {
     use base64::Engine as _;
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| bad())?;
@@ -341,14 +353,18 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError>
     } else if body.starts_with(b"k8s\x00") {
         crate::proto::decode_object(body)?
     } else {
-        serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!("error decoding DeleteOptions: {e}"))
-        })?
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?
     };
     let propagation = query
         .get("propagationPolicy")
         .map(str::to_owned)
-        .or_else(|| parsed.get("propagationPolicy").and_then(Value::as_str).map(str::to_owned));
+        .or_else(|| {
+            parsed
+                .get("propagationPolicy")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
     opts.propagation = match propagation.as_deref() {
         None | Some("") | Some("Background") => Propagation::Background,
         Some("Foreground") => Propagation::Foreground,
@@ -393,10 +409,15 @@ pub(crate) async fn read_body(req: http::Request<Incoming>) -> Result<Bytes, Api
     let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             Err(ApiError::request_entity_too_large(MAX_BODY))
         }
-        Err(e) => Err(ApiError::bad_request(format!("error reading the request body: {e}"))),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "error reading the request body: {e}"
+        ))),
     }
 }
 
@@ -422,9 +443,7 @@ async fn read_json(req: http::Request<Incoming>) -> Result<Value, ApiError> {
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")));
     }
     serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "couldn't get version/kind; json parse error: {e}"
-        ))
+        ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
     })
 }
 
@@ -501,7 +520,11 @@ async fn token_request(
     req: http::Request<Incoming>,
 ) -> Result<Response, ApiError> {
     let body = read_json(req).await?;
-    if shared.store.get("serviceaccounts", namespace, name).is_none() {
+    if shared
+        .store
+        .get("serviceaccounts", namespace, name)
+        .is_none()
+    {
         return Err(ApiError::not_found(
             &status::GroupResource::new("", "serviceaccounts"),
             name,
@@ -553,7 +576,10 @@ async fn binding(
         return Err(ApiError::conflict(
             &rt.group_resource(),
             name,
-            &format!("pod {name} is already assigned to node {}", status::go_quote(current)),
+            &format!(
+                "pod {name} is already assigned to node {}",
+                status::go_quote(current)
+            ),
         ));
     }
     shared.store.mutate(rt, namespace, name, |p| {
@@ -601,7 +627,11 @@ async fn streaming(
             rt.plural, info.subresource
         )));
     };
-    if shared.store.get(&rt.qualified(), namespace, &info.name).is_none() {
+    if shared
+        .store
+        .get(&rt.qualified(), namespace, &info.name)
+        .is_none()
+    {
         return error_response(&ApiError::not_found(&rt.group_resource(), &info.name));
     }
     handler

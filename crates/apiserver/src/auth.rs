@@ -107,13 +107,16 @@ impl Authenticator {
 
     pub fn add_service_account_token(&self, namespace: &str, name: &str) -> Secret {
         let token = new_token("sa.");
-        self.tokens.lock().unwrap_or_else(|e| e.into_inner()).insert(
-            token.clone(),
-            TokenOwner::ServiceAccount {
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-            },
-        );
+        self.tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                token.clone(),
+                TokenOwner::ServiceAccount {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                },
+            );
         Secret::new(token)
     }
 
@@ -190,7 +193,8 @@ pub(crate) fn impersonate(
         )));
     };
     let check = |resource: &str, namespace: &str, name: &str| -> Result<(), ApiError> {
-        let attrs = Attributes::resource(&requester, "impersonate", "", resource, "", namespace, name);
+        let attrs =
+            Attributes::resource(&requester, "impersonate", "", resource, "", namespace, name);
         if authorizer.authorize(&attrs).allowed {
             Ok(())
         } else {
@@ -233,11 +237,19 @@ mod tests {
     fn anonymous_and_unknown_tokens_are_unauthorized() {
         let a = Authenticator::default();
         let store = Store::new(StoreOptions::default());
-        let err = a.authenticate(&HeaderMap::new(), None, &store).expect_err("anonymous");
+        let err = a
+            .authenticate(&HeaderMap::new(), None, &store)
+            .expect_err("anonymous");
         assert_eq!(err.to_status()["message"], "Unauthorized");
         let mut h = HeaderMap::new();
-        h.insert(http::header::AUTHORIZATION, HeaderValue::from_static("Bearer nope"));
-        assert_eq!(a.authenticate(&h, None, &store).expect_err("unknown").code, 401);
+        h.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer nope"),
+        );
+        assert_eq!(
+            a.authenticate(&h, None, &store).expect_err("unknown").code,
+            401
+        );
     }
 
     #[test]

@@ -34,10 +34,17 @@ fn objects() -> Vec<(&'static str, &'static str, Value)> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         out.push(("namespaces", "", json!({"metadata": {"name": ns}})));
     }
-    out.push(("clusterroles", RBAC_GROUP, cluster_role("cluster-admin", json!([
-        {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
-        {"nonResourceURLs": ["*"], "verbs": ["*"]}
-    ]))));
+    out.push((
+        "clusterroles",
+        RBAC_GROUP,
+        cluster_role(
+            "cluster-admin",
+            json!([
+                {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                {"nonResourceURLs": ["*"], "verbs": ["*"]}
+            ]),
+        ),
+    ));
     out.push(("clusterroles", RBAC_GROUP, cluster_role("system:discovery", json!([
         {"nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi",
             "/openapi/*", "/readyz", "/version", "/version/"], "verbs": ["get"]}
@@ -49,10 +56,38 @@ fn objects() -> Vec<(&'static str, &'static str, Value)> {
     out.push(("clusterroles", RBAC_GROUP, cluster_role("system:public-info-viewer", json!([
         {"nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/"], "verbs": ["get"]}
     ]))));
-    out.push(("clusterrolebindings", RBAC_GROUP, cluster_role_binding("cluster-admin", "cluster-admin", &["system:masters"])));
-    out.push(("clusterrolebindings", RBAC_GROUP, cluster_role_binding("system:discovery", "system:discovery", &["system:authenticated"])));
-    out.push(("clusterrolebindings", RBAC_GROUP, cluster_role_binding("system:basic-user", "system:basic-user", &["system:authenticated"])));
-    out.push(("clusterrolebindings", RBAC_GROUP, cluster_role_binding("system:public-info-viewer", "system:public-info-viewer", &["system:authenticated", "system:unauthenticated"])));
+    out.push((
+        "clusterrolebindings",
+        RBAC_GROUP,
+        cluster_role_binding("cluster-admin", "cluster-admin", &["system:masters"]),
+    ));
+    out.push((
+        "clusterrolebindings",
+        RBAC_GROUP,
+        cluster_role_binding(
+            "system:discovery",
+            "system:discovery",
+            &["system:authenticated"],
+        ),
+    ));
+    out.push((
+        "clusterrolebindings",
+        RBAC_GROUP,
+        cluster_role_binding(
+            "system:basic-user",
+            "system:basic-user",
+            &["system:authenticated"],
+        ),
+    ));
+    out.push((
+        "clusterrolebindings",
+        RBAC_GROUP,
+        cluster_role_binding(
+            "system:public-info-viewer",
+            "system:public-info-viewer",
+            &["system:authenticated", "system:unauthenticated"],
+        ),
+    ));
     out
 }
 
@@ -83,11 +118,38 @@ mod tests {
         assert!(store.get("serviceaccounts", "default", "default").is_some());
         let authz = Authorizer::new(&store);
         let u = UserInfo::new("nobody", &["system:authenticated"]);
-        assert!(authz.authorize(&Attributes::non_resource(&u, "get", "/apis/policy/v1")).allowed);
-        assert!(authz.authorize(&Attributes::resource(&u, "create", "authorization.k8s.io", "selfsubjectaccessreviews", "", "", "")).allowed);
-        assert!(!authz.authorize(&Attributes::resource(&u, "list", "", "pods", "", "default", "")).allowed);
+        assert!(
+            authz
+                .authorize(&Attributes::non_resource(&u, "get", "/apis/policy/v1"))
+                .allowed
+        );
+        assert!(
+            authz
+                .authorize(&Attributes::resource(
+                    &u,
+                    "create",
+                    "authorization.k8s.io",
+                    "selfsubjectaccessreviews",
+                    "",
+                    "",
+                    ""
+                ))
+                .allowed
+        );
+        assert!(
+            !authz
+                .authorize(&Attributes::resource(
+                    &u, "list", "", "pods", "", "default", ""
+                ))
+                .allowed
+        );
         let admin = UserInfo::new("kubernetes-admin", &["system:masters"]);
-        let d = authz.authorize(&Attributes::resource(&admin, "create", "", "pods", "attach", "x", "p"));
-        assert_eq!(d.reason, "RBAC: allowed by ClusterRoleBinding \"cluster-admin\" of ClusterRole \"cluster-admin\" to Group \"system:masters\"");
+        let d = authz.authorize(&Attributes::resource(
+            &admin, "create", "", "pods", "attach", "x", "p",
+        ));
+        assert_eq!(
+            d.reason,
+            "RBAC: allowed by ClusterRoleBinding \"cluster-admin\" of ClusterRole \"cluster-admin\" to Group \"system:masters\""
+        );
     }
 }

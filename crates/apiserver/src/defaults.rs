@@ -40,7 +40,10 @@ pub fn apply(resource: &str, obj: &mut Value, next_cluster_ip: &mut dyn FnMut() 
             let spec = child(root, "spec");
             set_default(spec, "type", json!("ClusterIP"));
             set_default(spec, "sessionAffinity", json!("None"));
-            if spec.get("clusterIP").is_none_or(|v| v.as_str().unwrap_or_default().is_empty()) {
+            if spec
+                .get("clusterIP")
+                .is_none_or(|v| v.as_str().unwrap_or_default().is_empty())
+            {
                 let ip = next_cluster_ip();
                 spec.insert("clusterIP".into(), json!(ip));
                 spec.insert("clusterIPs".into(), json!([ip]));
@@ -70,7 +73,10 @@ pub fn apply(resource: &str, obj: &mut Value, next_cluster_ip: &mut dyn FnMut() 
                 let data = child(root, "data");
                 for (k, v) in sd {
                     let text = v.as_str().unwrap_or_default();
-                    data.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(text)));
+                    data.insert(
+                        k,
+                        json!(base64::engine::general_purpose::STANDARD.encode(text)),
+                    );
                 }
             }
         }
@@ -101,14 +107,19 @@ fn pod(root: &mut Map<String, Value>) {
     set_default(spec, "priority", json!(0));
     // The ServiceAccount admission plugin defaults the account (and the deprecated alias).
     set_default(spec, "serviceAccountName", json!("default"));
-    let sa = spec.get("serviceAccountName").cloned().unwrap_or(Value::Null);
+    let sa = spec
+        .get("serviceAccountName")
+        .cloned()
+        .unwrap_or(Value::Null);
     set_default(spec, "serviceAccount", sa);
     let mut requests = false;
     let mut all_guaranteed = true;
     for list in ["initContainers", "containers"] {
         if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
             for c in cs {
-                let Some(cm) = c.as_object_mut() else { continue };
+                let Some(cm) = c.as_object_mut() else {
+                    continue;
+                };
                 let image = cm
                     .get("image")
                     .and_then(Value::as_str)
@@ -124,8 +135,11 @@ fn pod(root: &mut Map<String, Value>) {
                 if req.is_some_and(|r| !r.is_empty()) || lim.is_some_and(|l| !l.is_empty()) {
                     requests = true;
                 }
-                let guaranteed = lim.is_some_and(|l| l.contains_key("cpu") && l.contains_key("memory"))
-                    && req.is_none_or(|r| r.iter().all(|(k, v)| lim.and_then(|l| l.get(k)) == Some(v)));
+                let guaranteed = lim
+                    .is_some_and(|l| l.contains_key("cpu") && l.contains_key("memory"))
+                    && req.is_none_or(|r| {
+                        r.iter().all(|(k, v)| lim.and_then(|l| l.get(k)) == Some(v))
+                    });
                 all_guaranteed &= guaranteed;
                 if let Some(ports) = cm.get_mut("ports").and_then(Value::as_array_mut) {
                     for p in ports {
@@ -170,7 +184,10 @@ mod tests {
         assert_eq!(pod["spec"]["restartPolicy"], "Always");
         assert_eq!(pod["spec"]["serviceAccountName"], "default");
         assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
-        assert_eq!(pod["spec"]["containers"][1]["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(
+            pod["spec"]["containers"][1]["imagePullPolicy"],
+            "IfNotPresent"
+        );
         assert_eq!(pod["status"]["phase"], "Pending");
         assert_eq!(pod["status"]["qosClass"], "BestEffort");
     }
@@ -179,14 +196,20 @@ mod tests {
     fn secrets_fold_string_data_into_data() {
         let mut s = json!({"metadata":{"name":"s"},"stringData":{"k":"v"}});
         apply("secrets", &mut s, &mut || unreachable!());
-        assert_eq!(s, json!({"metadata":{"name":"s"},"type":"Opaque","data":{"k":"dg=="}}));
+        assert_eq!(
+            s,
+            json!({"metadata":{"name":"s"},"type":"Opaque","data":{"k":"dg=="}})
+        );
     }
 
     #[test]
     fn namespaces_get_phase_finalizer_and_name_label() {
         let mut ns = json!({"metadata":{"name":"ci"}});
         apply("namespaces", &mut ns, &mut || unreachable!());
-        assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "ci");
+        assert_eq!(
+            ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
+            "ci"
+        );
         assert_eq!(ns["status"]["phase"], "Active");
         assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
     }

@@ -129,7 +129,9 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     } else {
         format!("{group}/{version}")
     };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 /// The `/openapi/v3` index.
@@ -224,7 +226,15 @@ mod tests {
             .iter()
             .filter_map(|r| r["name"].as_str())
             .collect();
-        for want in ["pods", "pods/exec", "pods/attach", "pods/log", "pods/status", "secrets", "namespaces"] {
+        for want in [
+            "pods",
+            "pods/exec",
+            "pods/attach",
+            "pods/log",
+            "pods/status",
+            "secrets",
+            "namespaces",
+        ] {
             assert!(names.contains(&want), "{want} missing from {names:?}");
         }
         assert!(resource_list("apps", "v1").is_none());
@@ -234,8 +244,15 @@ mod tests {
     fn openapi_documents_declare_field_validation_on_patch() {
         let doc = openapi_v3_doc("apis/rbac.authorization.k8s.io/v1", KubeVersion::default())
             .expect("rbac doc");
-        let op = &doc["paths"]["/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles/{name}"]["patch"];
+        let op = &doc["paths"]["/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles/{name}"]
+            ["patch"];
         assert_eq!(op["x-kubernetes-group-version-kind"]["kind"], "Role");
-        assert!(op["parameters"].as_array().expect("params").iter().any(|p| p["name"] == "fieldValidation"));
+        assert!(
+            op["parameters"]
+                .as_array()
+                .expect("params")
+                .iter()
+                .any(|p| p["name"] == "fieldValidation")
+        );
     }
 }

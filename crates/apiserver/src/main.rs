@@ -45,8 +45,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let kubeconfig = match &args.kubeconfig {
         Some(p) => {
-            std::fs::write(p, server.kubeconfig_yaml(server.admin(), "glrunner-apiserver", "default"))
-                .with_context(|| format!("writing {}", p.display()))?;
+            std::fs::write(
+                p,
+                server.kubeconfig_yaml(server.admin(), "glrunner-apiserver", "default"),
+            )
+            .with_context(|| format!("writing {}", p.display()))?;
             p.clone()
         }
         None => server.kubeconfig_for(server.admin(), "glrunner-apiserver", "default")?,
@@ -60,7 +63,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(http) = server.http_url() {
         eprintln!("plain HTTP (bearer tokens only) at {http}");
     }
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     server.shutdown().await;
     Ok(())
 }

@@ -47,7 +47,9 @@ pub fn apply(current: &Value, patch_type: PatchType, body: &[u8]) -> Result<Valu
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
             let mut doc = current.clone();
             json_patch::patch(&mut doc, &ops.0).map_err(|e| {
-                ApiError::invalid_patch(&format!("the server rejected our request due to an error in our request: {e}"))
+                ApiError::invalid_patch(&format!(
+                    "the server rejected our request due to an error in our request: {e}"
+                ))
             })?;
             Ok(doc)
         }
@@ -150,17 +152,20 @@ fn strip_directives(map: &Map<String, Value>) -> Map<String, Value> {
 /// The merge key Kubernetes declares for a list field, judged from the field name and its elements.
 fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
     match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env"
-        | "imagePullSecrets" | "secrets" => Some("name"),
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets"
+        | "secrets" => Some("name"),
         "volumeMounts" => Some("mountPath"),
         "volumeDevices" => Some("devicePath"),
         "ownerReferences" => Some("uid"),
         "hostAliases" => Some("ip"),
         "conditions" => Some("type"),
         "ports" => {
-            let container = items
-                .iter()
-                .any(|i| i.get("containerPort").is_some());
+            let container = items.iter().any(|i| i.get("containerPort").is_some());
             Some(if container { "containerPort" } else { "port" })
         }
         _ => None,
@@ -254,7 +259,8 @@ mod tests {
 
     #[test]
     fn null_deletes_and_plain_lists_are_replaced() {
-        let orig = json!({"metadata":{"labels":{"a":"1","b":"2"}},"spec":{"tolerations":[{"key":"x"}]}});
+        let orig =
+            json!({"metadata":{"labels":{"a":"1","b":"2"}},"spec":{"tolerations":[{"key":"x"}]}});
         let patch = json!({"metadata":{"labels":{"a":null}},"spec":{"tolerations":[{"key":"y"}]}});
         assert_eq!(
             strategic_merge(&orig, &patch),
@@ -264,8 +270,10 @@ mod tests {
 
     #[test]
     fn owner_references_merge_by_uid_and_finalizers_as_a_set() {
-        let orig = json!({"metadata":{"finalizers":["a"],"ownerReferences":[{"uid":"1","name":"p"}]}});
-        let patch = json!({"metadata":{"finalizers":["a","b"],"ownerReferences":[{"uid":"2","name":"q"}]}});
+        let orig =
+            json!({"metadata":{"finalizers":["a"],"ownerReferences":[{"uid":"1","name":"p"}]}});
+        let patch =
+            json!({"metadata":{"finalizers":["a","b"],"ownerReferences":[{"uid":"2","name":"q"}]}});
         assert_eq!(
             strategic_merge(&orig, &patch),
             json!({"metadata":{"finalizers":["a","b"],
@@ -296,8 +304,12 @@ mod tests {
         assert_eq!(out, json!({"a":{"b":2},"l":[1,2,3]}));
         let out = apply(&orig, PatchType::Merge, br#"{"a":null,"l":[9]}"#).expect("merge");
         assert_eq!(out, json!({"l":[9]}));
-        let err = apply(&orig, PatchType::Json, br#"[{"op":"test","path":"/a/b","value":5}]"#)
-            .expect_err("test op fails");
+        let err = apply(
+            &orig,
+            PatchType::Json,
+            br#"[{"op":"test","path":"/a/b","value":5}]"#,
+        )
+        .expect_err("test op fails");
         assert_eq!(err.code, 422);
         assert!(PatchType::from_content_type("application/apply-patch+yaml").is_err());
     }

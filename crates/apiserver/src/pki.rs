@@ -94,7 +94,11 @@ impl Pki {
 
     /// A client certificate for `user` in `groups` (at most [`MAX_CERT_GROUPS`]), signed by the
     /// cluster CA.
-    pub fn issue_client(&self, user: &str, groups: &[String]) -> Result<ClientCertificate, rcgen::Error> {
+    pub fn issue_client(
+        &self,
+        user: &str,
+        groups: &[String],
+    ) -> Result<ClientCertificate, rcgen::Error> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         let mut dn = DistinguishedName::new();
@@ -134,10 +138,11 @@ impl Pki {
                 .add(cert)
                 .map_err(|e| StartError::Tls(e.to_string()))?;
         }
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| StartError::Tls(e.to_string()))?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| StartError::Tls(e.to_string()))?;
         let chain: Vec<CertificateDer<'static>> =
             CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes())
                 .collect::<Result<_, _>>()

@@ -33,7 +33,11 @@ const OBJECT_META: &[Field] = &[
     (14, "finalizers", Kind::RepeatedStr),
 ];
 const LOCAL_REF: &[Field] = &[(1, "name", Kind::Str)];
-const OBJECT_REF: &[Field] = &[(1, "kind", Kind::Str), (2, "namespace", Kind::Str), (3, "name", Kind::Str)];
+const OBJECT_REF: &[Field] = &[
+    (1, "kind", Kind::Str),
+    (2, "namespace", Kind::Str),
+    (3, "name", Kind::Str),
+];
 const NAMESPACE: &[Field] = &[(1, "metadata", Kind::Msg(OBJECT_META))];
 const SERVICE_ACCOUNT: &[Field] = &[
     (1, "metadata", Kind::Msg(OBJECT_META)),
@@ -66,7 +70,11 @@ const RESOURCE_ATTRIBUTES: &[Field] = &[
 const NON_RESOURCE_ATTRIBUTES: &[Field] = &[(1, "path", Kind::Str), (2, "verb", Kind::Str)];
 const SSAR_SPEC: &[Field] = &[
     (1, "resourceAttributes", Kind::Msg(RESOURCE_ATTRIBUTES)),
-    (2, "nonResourceAttributes", Kind::Msg(NON_RESOURCE_ATTRIBUTES)),
+    (
+        2,
+        "nonResourceAttributes",
+        Kind::Msg(NON_RESOURCE_ATTRIBUTES),
+    ),
 ];
 const SSAR: &[Field] = &[
     (1, "metadata", Kind::Msg(OBJECT_META)),
@@ -110,7 +118,10 @@ impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<u64, ApiError> {
         let mut out = 0u64;
         for shift in (0..64).step_by(7) {
-            let b = *self.buf.get(self.pos).ok_or_else(|| bad("truncated varint"))?;
+            let b = *self
+                .buf
+                .get(self.pos)
+                .ok_or_else(|| bad("truncated varint"))?;
             self.pos += 1;
             out |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
@@ -123,7 +134,10 @@ impl<'a> Reader<'a> {
     fn bytes(&mut self) -> Result<&'a [u8], ApiError> {
         let len = usize::try_from(self.varint()?).map_err(|_| bad("length"))?;
         let end = self.pos.checked_add(len).ok_or_else(|| bad("length"))?;
-        let out = self.buf.get(self.pos..end).ok_or_else(|| bad("truncated field"))?;
+        let out = self
+            .buf
+            .get(self.pos..end)
+            .ok_or_else(|| bad("truncated field"))?;
         self.pos = end;
         Ok(out)
     }
@@ -284,10 +298,20 @@ mod tests {
 
     #[test]
     fn decodes_a_self_subject_access_review() {
-        let attrs = [field(1, b"ci-jobs"), field(2, b"create"), field(5, b"pods"), field(6, b"attach")].concat();
+        let attrs = [
+            field(1, b"ci-jobs"),
+            field(2, b"create"),
+            field(5, b"pods"),
+            field(6, b"attach"),
+        ]
+        .concat();
         let spec = field(1, &attrs);
         let raw = [field(1, &[]), field(2, &spec)].concat();
-        let type_meta = [field(1, b"authorization.k8s.io/v1"), field(2, b"SelfSubjectAccessReview")].concat();
+        let type_meta = [
+            field(1, b"authorization.k8s.io/v1"),
+            field(2, b"SelfSubjectAccessReview"),
+        ]
+        .concat();
         let unknown = [field(1, &type_meta), field(2, &raw)].concat();
         let body = [MAGIC, &unknown].concat();
         let v = decode_object(&body).expect("decodes");
@@ -307,8 +331,17 @@ mod tests {
 
     #[test]
     fn decodes_a_secret_with_binary_data() {
-        let meta = [field(1, b"s"), field(11, &[field(1, b"app"), field(2, b"x")].concat())].concat();
-        let raw = [field(1, &meta), field(2, &[field(1, b"k"), field(2, b"\x00\x01")].concat()), field(3, b"Opaque")].concat();
+        let meta = [
+            field(1, b"s"),
+            field(11, &[field(1, b"app"), field(2, b"x")].concat()),
+        ]
+        .concat();
+        let raw = [
+            field(1, &meta),
+            field(2, &[field(1, b"k"), field(2, b"\x00\x01")].concat()),
+            field(3, b"Opaque"),
+        ]
+        .concat();
         let type_meta = [field(1, b"v1"), field(2, b"Secret")].concat();
         let body = [MAGIC, &[field(1, &type_meta), field(2, &raw)].concat()].concat();
         assert_eq!(
@@ -317,5 +350,4 @@ mod tests {
                 "data":{"k":"AAE="},"type":"Opaque"})
         );
     }
-
 }

@@ -135,7 +135,11 @@ impl<'a> Authorizer<'a> {
                 match rules {
                     None => errors.push(format!(
                         "{}.rbac.authorization.k8s.io {} not found",
-                        if kind == "ClusterRole" { "clusterrole" } else { "role" },
+                        if kind == "ClusterRole" {
+                            "clusterrole"
+                        } else {
+                            "role"
+                        },
                         go_quote(role_name)
                     )),
                     Some(rules) => {
@@ -230,7 +234,11 @@ fn describe_subject(s: &Value, binding_namespace: &str) -> String {
 fn strings(rule: &Value, key: &str) -> Vec<String> {
     rule.get(key)
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -261,13 +269,12 @@ fn rule_allows(a: &Attributes<'_>, rule: &Value) -> bool {
                 return false;
             }
             let names = strings(rule, "resourceNames");
-            names.is_empty() || names.iter().any(|n| *n == r.name)
+            names.is_empty() || names.contains(&r.name)
         }
         None => strings(rule, "nonResourceURLs").iter().any(|u| {
             u == "*"
                 || *u == a.path
-                || u
-                    .strip_suffix('*')
+                || u.strip_suffix('*')
                     .is_some_and(|prefix| a.path.starts_with(prefix))
         }),
     }
@@ -315,17 +322,28 @@ mod tests {
         let s = Store::new(StoreOptions::default());
         let w = WriteOptions::default();
         let ns = resource::by_plural("", "namespaces").expect("ns");
-        s.create(ns, "", json!({"metadata":{"name":"ci-jobs"}}), &w).expect("ns");
+        s.create(ns, "", json!({"metadata":{"name":"ci-jobs"}}), &w)
+            .expect("ns");
         let role = resource::by_plural(RBAC_GROUP, "roles").expect("roles");
-        s.create(role, "ci-jobs", json!({"metadata":{"name":"runner"},"rules":[
+        s.create(
+            role,
+            "ci-jobs",
+            json!({"metadata":{"name":"runner"},"rules":[
             {"apiGroups":[""],"resources":["pods","pods/exec"],"verbs":["get","create"]},
-            {"apiGroups":[""],"resources":["secrets"],"resourceNames":["only"],"verbs":["*"]}]}), &w)
-            .expect("role");
+            {"apiGroups":[""],"resources":["secrets"],"resourceNames":["only"],"verbs":["*"]}]}),
+            &w,
+        )
+        .expect("role");
         let rb = resource::by_plural(RBAC_GROUP, "rolebindings").expect("rb");
-        s.create(rb, "ci-jobs", json!({"metadata":{"name":"runner"},
+        s.create(
+            rb,
+            "ci-jobs",
+            json!({"metadata":{"name":"runner"},
             "roleRef":{"apiGroup":RBAC_GROUP,"kind":"Role","name":"runner"},
-            "subjects":[{"kind":"ServiceAccount","name":"glrunner","namespace":"ci-system"}]}), &w)
-            .expect("binding");
+            "subjects":[{"kind":"ServiceAccount","name":"glrunner","namespace":"ci-system"}]}),
+            &w,
+        )
+        .expect("binding");
         s
     }
 
@@ -334,7 +352,9 @@ mod tests {
         let s = store();
         let authz = Authorizer::new(&s);
         let sa = UserInfo::service_account("ci-system", "glrunner");
-        let allowed = authz.authorize(&Attributes::resource(&sa, "create", "", "pods", "exec", "ci-jobs", "p"));
+        let allowed = authz.authorize(&Attributes::resource(
+            &sa, "create", "", "pods", "exec", "ci-jobs", "p",
+        ));
         assert!(allowed.allowed);
         assert_eq!(
             allowed.reason,
@@ -367,22 +387,47 @@ mod tests {
     fn a_missing_role_is_the_denial_reason() {
         let s = store();
         let rb = resource::by_plural(RBAC_GROUP, "rolebindings").expect("rb");
-        s.create(rb, "ci-jobs", json!({"metadata":{"name":"dangling"},
+        s.create(
+            rb,
+            "ci-jobs",
+            json!({"metadata":{"name":"dangling"},
             "roleRef":{"apiGroup":RBAC_GROUP,"kind":"Role","name":"nope"},
-            "subjects":[{"kind":"User","name":"jane"}]}), &WriteOptions::default())
-            .expect("binding");
+            "subjects":[{"kind":"User","name":"jane"}]}),
+            &WriteOptions::default(),
+        )
+        .expect("binding");
         let jane = UserInfo::new("jane", &[]);
-        let d = Authorizer::new(&s).authorize(&Attributes::resource(&jane, "get", "", "pods", "", "ci-jobs", ""));
-        assert_eq!(d, Decision { allowed: false, reason: "RBAC: role.rbac.authorization.k8s.io \"nope\" not found".into() });
+        let d = Authorizer::new(&s).authorize(&Attributes::resource(
+            &jane, "get", "", "pods", "", "ci-jobs", "",
+        ));
+        assert_eq!(
+            d,
+            Decision {
+                allowed: false,
+                reason: "RBAC: role.rbac.authorization.k8s.io \"nope\" not found".into()
+            }
+        );
     }
 
     #[test]
     fn non_resource_urls_match_prefixes() {
         let rule = json!({"verbs":["get"],"nonResourceURLs":["/apis/*","/version"]});
         let u = UserInfo::new("u", &[]);
-        assert!(rule_allows(&Attributes::non_resource(&u, "get", "/apis/rbac.authorization.k8s.io/v1"), &rule));
-        assert!(rule_allows(&Attributes::non_resource(&u, "get", "/version"), &rule));
-        assert!(!rule_allows(&Attributes::non_resource(&u, "get", "/api"), &rule));
-        assert!(!rule_allows(&Attributes::non_resource(&u, "post", "/version"), &rule));
+        assert!(rule_allows(
+            &Attributes::non_resource(&u, "get", "/apis/rbac.authorization.k8s.io/v1"),
+            &rule
+        ));
+        assert!(rule_allows(
+            &Attributes::non_resource(&u, "get", "/version"),
+            &rule
+        ));
+        assert!(!rule_allows(
+            &Attributes::non_resource(&u, "get", "/api"),
+            &rule
+        ));
+        assert!(!rule_allows(
+            &Attributes::non_resource(&u, "post", "/version"),
+            &rule
+        ));
     }
 }

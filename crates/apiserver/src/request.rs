@@ -91,12 +91,10 @@ pub fn parse(method: &Method, path: &str, query: &Query) -> RequestInfo {
         rest.remove(0);
         info.verb = "watch".to_owned();
     }
-    if rest.first() == Some(&"namespaces") {
-        if rest.len() > 1 {
-            info.namespace = rest[1].to_owned();
-            if rest.len() > 2 && !["status", "finalize"].contains(&rest[2]) {
-                rest.drain(..2);
-            }
+    if rest.first() == Some(&"namespaces") && rest.len() > 1 {
+        info.namespace = rest[1].to_owned();
+        if rest.len() > 2 && !["status", "finalize"].contains(&rest[2]) {
+            rest.drain(..2);
         }
     }
     if let Some(r) = rest.first() {
@@ -142,9 +140,19 @@ mod tests {
 
     #[test]
     fn namespaced_subresources() {
-        let i = p(Method::POST, "/api/v1/namespaces/ci-jobs/pods/x/attach", "container=build");
+        let i = p(
+            Method::POST,
+            "/api/v1/namespaces/ci-jobs/pods/x/attach",
+            "container=build",
+        );
         assert_eq!(
-            (i.verb.as_str(), i.namespace.as_str(), i.resource.as_str(), i.name.as_str(), i.subresource.as_str()),
+            (
+                i.verb.as_str(),
+                i.namespace.as_str(),
+                i.resource.as_str(),
+                i.name.as_str(),
+                i.subresource.as_str()
+            ),
             ("create", "ci-jobs", "pods", "x", "attach")
         );
     }
@@ -152,25 +160,48 @@ mod tests {
     #[test]
     fn collections_list_watch_and_deletecollection() {
         assert_eq!(p(Method::GET, "/api/v1/namespaces/a/pods", "").verb, "list");
-        let w = p(Method::GET, "/api/v1/namespaces/a/pods", "watch=true&fieldSelector=metadata.name%3Dp");
+        let w = p(
+            Method::GET,
+            "/api/v1/namespaces/a/pods",
+            "watch=true&fieldSelector=metadata.name%3Dp",
+        );
         assert_eq!((w.verb.as_str(), w.name.as_str()), ("watch", "p"));
-        assert_eq!(p(Method::DELETE, "/api/v1/namespaces/a/pods", "").verb, "deletecollection");
-        assert_eq!(p(Method::GET, "/api/v1/watch/namespaces/a/pods", "").verb, "watch");
+        assert_eq!(
+            p(Method::DELETE, "/api/v1/namespaces/a/pods", "").verb,
+            "deletecollection"
+        );
+        assert_eq!(
+            p(Method::GET, "/api/v1/watch/namespaces/a/pods", "").verb,
+            "watch"
+        );
     }
 
     #[test]
     fn a_namespace_object_is_its_own_namespace() {
         let i = p(Method::GET, "/api/v1/namespaces/ci", "");
-        assert_eq!((i.resource.as_str(), i.name.as_str(), i.namespace.as_str()), ("namespaces", "ci", "ci"));
+        assert_eq!(
+            (i.resource.as_str(), i.name.as_str(), i.namespace.as_str()),
+            ("namespaces", "ci", "ci")
+        );
         let s = p(Method::PUT, "/api/v1/namespaces/ci/status", "");
-        assert_eq!((s.resource.as_str(), s.name.as_str(), s.subresource.as_str()), ("namespaces", "ci", "status"));
+        assert_eq!(
+            (s.resource.as_str(), s.name.as_str(), s.subresource.as_str()),
+            ("namespaces", "ci", "status")
+        );
     }
 
     #[test]
     fn groups_and_discovery() {
-        let i = p(Method::GET, "/apis/rbac.authorization.k8s.io/v1/clusterroles", "");
+        let i = p(
+            Method::GET,
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+            "",
+        );
         assert!(i.is_resource);
-        assert_eq!((i.group.as_str(), i.resource.as_str(), i.verb.as_str()), ("rbac.authorization.k8s.io", "clusterroles", "list"));
+        assert_eq!(
+            (i.group.as_str(), i.resource.as_str(), i.verb.as_str()),
+            ("rbac.authorization.k8s.io", "clusterroles", "list")
+        );
         assert!(!p(Method::GET, "/apis/rbac.authorization.k8s.io/v1", "").is_resource);
         assert!(!p(Method::GET, "/api/v1", "").is_resource);
         assert!(!p(Method::GET, "/version", "").is_resource);

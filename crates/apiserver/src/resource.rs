@@ -44,12 +44,14 @@ const CRUD: &[&str] = &[
     "update",
     "watch",
 ];
-const CRUD_NO_DC: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+const CRUD_NO_DC: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
 const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
 
 use k8s_openapi::api::{
-    authentication::v1 as authn, authorization::v1 as authz, core::v1 as core, policy::v1 as policy,
-    rbac::v1 as rbac,
+    authentication::v1 as authn, authorization::v1 as authz, core::v1 as core,
+    policy::v1 as policy, rbac::v1 as rbac,
 };
 
 pub const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
@@ -157,7 +159,14 @@ static RESOURCES: &[ResourceType] = &[
         short_names: &["svc"],
         categories: &["all"],
         verbs: CRUD,
-        subresources: &[("proxy", "ServiceProxyOptions", &["create", "delete", "get", "patch", "update"]), ("status", "Service", STATUS_VERBS)],
+        subresources: &[
+            (
+                "proxy",
+                "ServiceProxyOptions",
+                &["create", "delete", "get", "patch", "update"],
+            ),
+            ("status", "Service", STATUS_VERBS),
+        ],
         create_on_update: false,
         returns_deleted_object: true,
         has_status: true,
@@ -490,8 +499,10 @@ mod tests {
     fn unknown_fields_are_reported_with_their_path() {
         let pods = find("", "v1", "pods").expect("pods");
         let unknown = pods
-            .decode(&json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},
-                "spec":{"containers":[{"name":"c","image":"i","bogus":1}],"extra":true}}))
+            .decode(
+                &json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},
+                "spec":{"containers":[{"name":"c","image":"i","bogus":1}],"extra":true}}),
+            )
             .expect("decodes");
         assert_eq!(unknown, vec!["spec.containers[0].bogus", "spec.extra"]);
     }
@@ -504,7 +515,8 @@ mod tests {
             .expect_err("must fail");
         assert_eq!(err.code, 400);
         assert!(
-            err.message.starts_with("Pod in version \"v1\" cannot be handled as a Pod: "),
+            err.message
+                .starts_with("Pod in version \"v1\" cannot be handled as a Pod: "),
             "{}",
             err.message
         );
@@ -514,7 +526,10 @@ mod tests {
     fn field_selectors_know_their_labels() {
         let events = find("", "v1", "events").expect("events");
         let ev = json!({"involvedObject":{"name":"p"},"type":"Warning"});
-        assert_eq!(events.field_value(&ev, "involvedObject.name").as_deref(), Some("p"));
+        assert_eq!(
+            events.field_value(&ev, "involvedObject.name").as_deref(),
+            Some("p")
+        );
         assert_eq!(events.field_value(&ev, "type").as_deref(), Some("Warning"));
         assert_eq!(events.field_value(&ev, "status.phase"), None);
     }

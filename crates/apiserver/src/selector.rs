@@ -221,7 +221,13 @@ mod tests {
         for s in yes {
             assert!(LabelSelector::parse(s).expect(s).matches(&l), "{s}");
         }
-        let no = ["app=db", "app notin (web)", "env", "!tier", "app=web,tier=back"];
+        let no = [
+            "app=db",
+            "app notin (web)",
+            "env",
+            "!tier",
+            "app=web,tier=back",
+        ];
         for s in no {
             assert!(!LabelSelector::parse(s).expect(s).matches(&l), "{s}");
         }
@@ -235,6 +241,11 @@ mod tests {
         let pods = crate::resource::find("", "v1", "pods").expect("pods");
         let pod = serde_json::json!({"metadata":{"name":"x"},"status":{"phase":"Pending"}});
         assert!(fs.matches(pods, &pod));
-        assert!(FieldSelector::parse("spec.bogus=1").expect("parse").check(pods).is_err());
+        assert!(
+            FieldSelector::parse("spec.bogus=1")
+                .expect("parse")
+                .check(pods)
+                .is_err()
+        );
     }
 }

@@ -51,7 +51,8 @@ pub struct SubresourceRequest {
 
 /// Serves a streaming subresource; registered with [`Options::subresource_handler`].
 pub trait SubresourceHandler: Send + Sync + 'static {
-    fn handle(&self, request: SubresourceRequest) -> Pin<Box<dyn Future<Output = Response> + Send>>;
+    fn handle(&self, request: SubresourceRequest)
+    -> Pin<Box<dyn Future<Output = Response> + Send>>;
 }
 
 /// How to run the server.
@@ -308,13 +309,13 @@ impl ApiServer {
                 groups: groups.len(),
             });
         }
-        let cert = self
-            .pki
-            .issue_client(user, &groups)
-            .map_err(|source| IdentityError::Certificate {
-                user: user.to_owned(),
-                source,
-            })?;
+        let cert =
+            self.pki
+                .issue_client(user, &groups)
+                .map_err(|source| IdentityError::Certificate {
+                    user: user.to_owned(),
+                    source,
+                })?;
         Ok(Identity {
             user: UserInfo {
                 username: user.to_owned(),
@@ -360,7 +361,13 @@ impl ApiServer {
     ) -> Result<PathBuf, IdentityError> {
         let safe: String = context
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let path = self.workdir.path().join(format!("kubeconfig-{safe}"));
         kubeconfig::write_private(&path, &self.kubeconfig_yaml(identity, context, namespace))?;
@@ -387,9 +394,10 @@ impl ApiServer {
         let yaml = self.kubeconfig_yaml(identity, "glrunner-apiserver", "default");
         let kc = kube::config::Kubeconfig::from_yaml(&yaml)
             .map_err(|e| ClientError::Config(e.to_string()))?;
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .map_err(|e| ClientError::Config(e.to_string()))?;
+        let cfg =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| ClientError::Config(e.to_string()))?;
         kube::Client::try_from(cfg).map_err(|e| ClientError::Client(e.to_string()))
     }
 
@@ -409,7 +417,12 @@ impl ApiServer {
         let mut objects = Vec::new();
         for doc in docs {
             if doc.get("kind").and_then(Value::as_str) == Some("List") {
-                objects.extend(doc.get("items").and_then(Value::as_array).cloned().unwrap_or_default());
+                objects.extend(
+                    doc.get("items")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default(),
+                );
             } else if !doc.is_null() {
                 objects.push(doc);
             }
@@ -454,7 +467,9 @@ impl ApiServer {
                             .cloned()
                             .unwrap_or(Value::Null),
                     );
-                    store.update(rt, &ns, &name, obj, None, &opts).map_err(refused)?
+                    store
+                        .update(rt, &ns, &name, obj, None, &opts)
+                        .map_err(refused)?
                 }
                 _ => store.create(rt, &ns, obj, &opts).map_err(refused)?,
             };
@@ -503,7 +518,10 @@ impl ApiServer {
         self.shutdown.send_replace(true);
         for t in std::mem::take(&mut self.tasks) {
             let abort = t.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(5), t).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }
@@ -559,14 +577,15 @@ async fn serve_connection(
     let _ = tcp.set_nodelay(true);
     match tls {
         Some(acceptor) => {
-            let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
+            let stream =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
             let subject: CertSubject = stream
                 .get_ref()
                 .1
@@ -580,8 +599,12 @@ async fn serve_connection(
     }
 }
 
-async fn run_http<I>(io: I, shared: Arc<Shared>, subject: CertSubject, shutdown: &mut watch::Receiver<bool>)
-where
+async fn run_http<I>(
+    io: I,
+    shared: Arc<Shared>,
+    subject: CertSubject,
+    shutdown: &mut watch::Receiver<bool>,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req| {
@@ -605,7 +628,11 @@ where
 }
 
 /// The request pipeline.
-async fn handle(shared: Arc<Shared>, subject: CertSubject, req: http::Request<Incoming>) -> Response {
+async fn handle(
+    shared: Arc<Shared>,
+    subject: CertSubject,
+    req: http::Request<Incoming>,
+) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -649,13 +676,14 @@ async fn pipeline(
     query: &Query,
     req: http::Request<Incoming>,
 ) -> (Response, String) {
-    let requester = match shared
-        .authn
-        .authenticate(req.headers(), subject.as_deref(), &shared.store)
-    {
-        Ok(u) => u,
-        Err(e) => return (error_response(&e), String::new()),
-    };
+    let requester =
+        match shared
+            .authn
+            .authenticate(req.headers(), subject.as_deref(), &shared.store)
+        {
+            Ok(u) => u,
+            Err(e) => return (error_response(&e), String::new()),
+        };
     let authorizer = Authorizer::new(&shared.store);
     let user = match impersonate(req.headers(), requester, &authorizer) {
         Ok(u) => u,

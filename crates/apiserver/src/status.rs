@@ -154,7 +154,11 @@ impl ApiError {
                 details(gr, ""),
             ),
             Some(gr) => (
-                format!("{} {} is forbidden: {cause}", gr.qualified(), go_quote(name)),
+                format!(
+                    "{} {} is forbidden: {cause}",
+                    gr.qualified(),
+                    go_quote(name)
+                ),
                 details(gr, name),
             ),
         };
@@ -209,7 +213,10 @@ impl ApiError {
         Self::with(
             405,
             "MethodNotAllowed",
-            format!("{action} is not supported on resources of kind {}", go_quote(&gr.qualified())),
+            format!(
+                "{action} is not supported on resources of kind {}",
+                go_quote(&gr.qualified())
+            ),
             Some(details(gr, "")),
         )
     }
@@ -343,8 +350,14 @@ mod tests {
 
     #[test]
     fn grouped_resources_are_qualified_in_messages() {
-        let e = ApiError::already_exists(&GroupResource::new("rbac.authorization.k8s.io", "roles"), "r");
-        assert_eq!(e.message, "roles.rbac.authorization.k8s.io \"r\" already exists");
+        let e = ApiError::already_exists(
+            &GroupResource::new("rbac.authorization.k8s.io", "roles"),
+            "r",
+        );
+        assert_eq!(
+            e.message,
+            "roles.rbac.authorization.k8s.io \"r\" already exists"
+        );
         assert_eq!(
             e.details,
             Some(json!({"name":"r","group":"rbac.authorization.k8s.io","kind":"roles"}))

@@ -478,7 +478,10 @@ impl Store {
             }
             meta.insert(
                 "resourceVersion".into(),
-                old_meta.get("resourceVersion").cloned().unwrap_or(Value::Null),
+                old_meta
+                    .get("resourceVersion")
+                    .cloned()
+                    .unwrap_or(Value::Null),
             );
         }
         if rt.plural == "secrets" && new.get("type").is_none() {
@@ -503,7 +506,14 @@ impl Store {
             });
         }
         let finished = has_deletion_timestamp(&new) && finalizers(&new).is_empty();
-        self.commit(&mut st, rt, key.clone(), ChangeType::Modified, new, Some(existing));
+        self.commit(
+            &mut st,
+            rt,
+            key.clone(),
+            ChangeType::Modified,
+            new,
+            Some(existing),
+        );
         let object = self.current(&st, rt, namespace, name);
         if finished && !(rt.plural == "pods" && pod_grace_pending(&object)) {
             self.remove_locked(&mut st, rt, &key, 0);
@@ -661,7 +671,9 @@ impl Store {
             return Err(ApiError::conflict(
                 &gr,
                 name,
-                &format!("Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"),
+                &format!(
+                    "Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"
+                ),
             ));
         }
         let rv = str_at(&existing, "/metadata/resourceVersion").to_owned();
@@ -716,11 +728,21 @@ impl Store {
             let meta = meta_mut(&mut marked);
             let already = meta.contains_key("deletionTimestamp");
             let new_grace = grace > 0
-                && meta.get("deletionGracePeriodSeconds").and_then(Value::as_i64) != Some(grace);
+                && meta
+                    .get("deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    != Some(grace);
             if !already || new_grace {
                 meta.insert("deletionTimestamp".into(), json!(now_rfc3339(grace)));
                 meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
-                self.commit(st, rt, key.clone(), ChangeType::Modified, marked, Some(existing));
+                self.commit(
+                    st,
+                    rt,
+                    key.clone(),
+                    ChangeType::Modified,
+                    marked,
+                    Some(existing),
+                );
             }
             return Ok(Deleted::Pending(self.current(st, rt, namespace, name)));
         }
@@ -796,7 +818,13 @@ impl Store {
     }
 
     /// Namespace deletion: mark it `Terminating`, delete its contents, and remove it once empty.
-    fn delete_namespace(&self, st: &mut State, key: &Key, existing: Value, depth: usize) -> Deleted {
+    fn delete_namespace(
+        &self,
+        st: &mut State,
+        key: &Key,
+        existing: Value,
+        depth: usize,
+    ) -> Deleted {
         let Some(rt) = rt_of_key(key) else {
             return Deleted::Pending(existing);
         };
@@ -805,7 +833,14 @@ impl Store {
             let mut marked = existing.clone();
             meta_mut(&mut marked).insert("deletionTimestamp".into(), json!(now_rfc3339(0)));
             marked["status"] = json!({"phase": "Terminating"});
-            self.commit(st, rt, key.clone(), ChangeType::Modified, marked, Some(existing));
+            self.commit(
+                st,
+                rt,
+                key.clone(),
+                ChangeType::Modified,
+                marked,
+                Some(existing),
+            );
         }
         let contents: Vec<Key> = st
             .objects
@@ -815,7 +850,8 @@ impl Store {
             .collect();
         for k in contents {
             if let Some(crt) = rt_of_key(&k) {
-                let _ = self.delete_locked(st, crt, &k.1, &k.2, &DeleteOptions::default(), depth + 1);
+                let _ =
+                    self.delete_locked(st, crt, &k.1, &k.2, &DeleteOptions::default(), depth + 1);
             }
         }
         // Removed by maybe_finish_namespace if it is empty now.
@@ -867,7 +903,13 @@ impl Store {
         self.publish(st, rt, key, change, obj, previous, rv);
     }
 
-    fn commit_delete(&self, st: &mut State, rt: &'static ResourceType, key: &Key, last: Value) -> u64 {
+    fn commit_delete(
+        &self,
+        st: &mut State,
+        rt: &'static ResourceType,
+        key: &Key,
+        last: Value,
+    ) -> u64 {
         st.rv += 1;
         let rv = st.rv;
         st.objects.remove(key);
@@ -932,8 +974,23 @@ impl State {
         let b = r.to_be_bytes();
         format!(
             "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-4{:01x}{:02x}-{:01x}{:01x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5], b[6] & 0x0f, b[7], 8 | (b[8] & 0x3), b[8] >> 4, b[9],
-            b[10], b[11], b[12], b[13], b[14], b[15]
+            b[0],
+            b[1],
+            b[2],
+            b[3],
+            b[4],
+            b[5],
+            b[6] & 0x0f,
+            b[7],
+            8 | (b[8] & 0x3),
+            b[8] >> 4,
+            b[9],
+            b[10],
+            b[11],
+            b[12],
+            b[13],
+            b[14],
+            b[15]
         )
     }
 }
@@ -1027,7 +1084,12 @@ fn prepare(
 
 /// Admission on create: namespace lifecycle, service accounts, and the create-time
 /// resourceVersion rule.
-fn admit_create(st: &State, rt: &ResourceType, namespace: &str, obj: &Value) -> Result<(), ApiError> {
+fn admit_create(
+    st: &State,
+    rt: &ResourceType,
+    namespace: &str,
+    obj: &Value,
+) -> Result<(), ApiError> {
     let gr = rt.group_resource();
     // Admission names an object by its name, else its generateName.
     let display = {
@@ -1067,7 +1129,11 @@ fn admit_create(st: &State, rt: &ResourceType, namespace: &str, obj: &Value) -> 
     if rt.plural == "pods" {
         let sa = str_at(obj, "/spec/serviceAccountName");
         let sa = if sa.is_empty() { "default" } else { sa };
-        let sa_key = ("serviceaccounts".to_owned(), namespace.to_owned(), sa.to_owned());
+        let sa_key = (
+            "serviceaccounts".to_owned(),
+            namespace.to_owned(),
+            sa.to_owned(),
+        );
         if !st.objects.contains_key(&sa_key) {
             return Err(ApiError::forbidden(
                 Some(&gr),
@@ -1125,7 +1191,11 @@ fn rt_of_key(key: &Key) -> Option<&'static ResourceType> {
 fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -1197,8 +1267,13 @@ mod tests {
     fn store_with_ns(ns: &str) -> Store {
         let s = Store::new(StoreOptions::default());
         let nsrt = resource::by_plural("", "namespaces").expect("ns");
-        s.create(nsrt, "", json!({"metadata":{"name":ns}}), &WriteOptions::default())
-            .expect("namespace");
+        s.create(
+            nsrt,
+            "",
+            json!({"metadata":{"name":ns}}),
+            &WriteOptions::default(),
+        )
+        .expect("namespace");
         s
     }
 
@@ -1217,18 +1292,41 @@ mod tests {
     fn resource_versions_grow_and_stale_updates_conflict() {
         let s = store_with_ns("ci");
         let w = s
-            .create(rt("configmaps"), "ci", json!({"metadata":{"name":"c"},"data":{"a":"1"}}), &WriteOptions::default())
+            .create(
+                rt("configmaps"),
+                "ci",
+                json!({"metadata":{"name":"c"},"data":{"a":"1"}}),
+                &WriteOptions::default(),
+            )
             .expect("create");
-        let rv1: u64 = str_at(&w.object, "/metadata/resourceVersion").parse().expect("rv");
+        let rv1: u64 = str_at(&w.object, "/metadata/resourceVersion")
+            .parse()
+            .expect("rv");
         let mut next = w.object.clone();
         next["data"]["a"] = json!("2");
         let w2 = s
-            .update(rt("configmaps"), "ci", "c", next.clone(), None, &WriteOptions::default())
+            .update(
+                rt("configmaps"),
+                "ci",
+                "c",
+                next.clone(),
+                None,
+                &WriteOptions::default(),
+            )
             .expect("update");
-        let rv2: u64 = str_at(&w2.object, "/metadata/resourceVersion").parse().expect("rv");
+        let rv2: u64 = str_at(&w2.object, "/metadata/resourceVersion")
+            .parse()
+            .expect("rv");
         assert!(rv2 > rv1);
         let err = s
-            .update(rt("configmaps"), "ci", "c", next, None, &WriteOptions::default())
+            .update(
+                rt("configmaps"),
+                "ci",
+                "c",
+                next,
+                None,
+                &WriteOptions::default(),
+            )
             .expect_err("stale");
         assert_eq!(err.reason, "Conflict");
         assert_eq!(
@@ -1241,16 +1339,33 @@ mod tests {
     fn deleting_an_owner_collects_its_dependents() {
         let s = store_with_ns("ci");
         let pod = s
-            .create(rt("pods"), "ci", json!({"metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"i"}]}}), &WriteOptions::default())
+            .create(
+                rt("pods"),
+                "ci",
+                json!({"metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"i"}]}}),
+                &WriteOptions::default(),
+            )
             .expect("pod")
             .object;
         let uid = str_at(&pod, "/metadata/uid").to_owned();
         let owner = json!([{"apiVersion":"v1","kind":"Pod","name":"p","uid":uid}]);
-        s.create(rt("secrets"), "ci", json!({"metadata":{"name":"s","ownerReferences":owner}}), &WriteOptions::default())
-            .expect("secret");
-        s.create(rt("configmaps"), "ci", json!({"metadata":{"name":"keep"}}), &WriteOptions::default())
-            .expect("cm");
-        let out = s.delete(rt("pods"), "ci", "p", &DeleteOptions::default()).expect("delete");
+        s.create(
+            rt("secrets"),
+            "ci",
+            json!({"metadata":{"name":"s","ownerReferences":owner}}),
+            &WriteOptions::default(),
+        )
+        .expect("secret");
+        s.create(
+            rt("configmaps"),
+            "ci",
+            json!({"metadata":{"name":"keep"}}),
+            &WriteOptions::default(),
+        )
+        .expect("cm");
+        let out = s
+            .delete(rt("pods"), "ci", "p", &DeleteOptions::default())
+            .expect("delete");
         assert!(matches!(out, Deleted::Gone(_)));
         assert!(s.get("secrets", "ci", "s").is_none());
         assert!(s.get("configmaps", "ci", "keep").is_some());
@@ -1261,8 +1376,12 @@ mod tests {
         let s = store_with_ns("ci");
         s.create(rt("pods"), "ci", json!({"metadata":{"name":"p"},"spec":{"nodeName":"n","containers":[{"name":"c","image":"i"}]}}), &WriteOptions::default())
             .expect("pod");
-        let out = s.delete(rt("pods"), "ci", "p", &DeleteOptions::default()).expect("delete");
-        let Deleted::Pending(p) = out else { panic!("expected a graceful deletion") };
+        let out = s
+            .delete(rt("pods"), "ci", "p", &DeleteOptions::default())
+            .expect("delete");
+        let Deleted::Pending(p) = out else {
+            panic!("expected a graceful deletion")
+        };
         assert_eq!(p["metadata"]["deletionGracePeriodSeconds"], 30);
         s.finish_pod_deletion("ci", "p").expect("finish");
         assert!(s.get("pods", "ci", "p").is_none());
@@ -1272,12 +1391,20 @@ mod tests {
     fn watch_history_expires_after_compaction() {
         let s = store_with_ns("ci");
         let rv = s.resource_version();
-        s.create(rt("configmaps"), "ci", json!({"metadata":{"name":"c"}}), &WriteOptions::default())
-            .expect("cm");
+        s.create(
+            rt("configmaps"),
+            "ci",
+            json!({"metadata":{"name":"c"}}),
+            &WriteOptions::default(),
+        )
+        .expect("cm");
         assert!(matches!(s.watch_from(Some(rv)), Ok((WatchStart::Replay(v), _)) if v.len() == 1));
         s.compact();
         let err = s.watch_from(Some(rv)).err().expect("expired");
         assert_eq!(err.code, 410);
-        assert_eq!(err.message, format!("too old resource version: {rv} ({})", rv + 1));
+        assert_eq!(
+            err.message,
+            format!("too old resource version: {rv} ({})", rv + 1)
+        );
     }
 }

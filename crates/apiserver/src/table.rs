@@ -2,8 +2,8 @@
 //! `as=Table` (plain `kubectl get`), with the columns kubectl users know for pods, events,
 //! namespaces and secrets, and Name/Age for the rest.
 
-use crate::resource::ResourceType;
 use crate::request::Query;
+use crate::resource::ResourceType;
 use crate::store::str_at;
 use http::HeaderMap;
 use serde_json::{Value, json};
@@ -23,13 +23,29 @@ fn column(name: &str, format: &str, description: &str) -> Value {
 
 fn columns(rt: &ResourceType) -> Vec<Value> {
     let name = column("Name", "name", "Name must be unique within a namespace.");
-    let age = column("Age", "", "CreationTimestamp is a timestamp representing the server time when this object was created.");
+    let age = column(
+        "Age",
+        "",
+        "CreationTimestamp is a timestamp representing the server time when this object was created.",
+    );
     match rt.plural {
         "pods" => vec![
             name,
-            column("Ready", "", "The aggregate readiness state of this pod for accepting traffic."),
-            column("Status", "", "The aggregate status of the containers in this pod."),
-            column("Restarts", "", "The number of times the containers in this pod have been restarted."),
+            column(
+                "Ready",
+                "",
+                "The aggregate readiness state of this pod for accepting traffic.",
+            ),
+            column(
+                "Status",
+                "",
+                "The aggregate status of the containers in this pod.",
+            ),
+            column(
+                "Restarts",
+                "",
+                "The number of times the containers in this pod have been restarted.",
+            ),
             age,
         ],
         "events" => vec![
@@ -158,7 +174,12 @@ fn cells(rt: &ResourceType, obj: &Value) -> Vec<Value> {
                 .get("data")
                 .and_then(Value::as_object)
                 .map_or(0, serde_json::Map::len);
-            vec![json!(name), json!(str_at(obj, "/type")), json!(n), json!(age)]
+            vec![
+                json!(name),
+                json!(str_at(obj, "/type")),
+                json!(n),
+                json!(age),
+            ]
         }
         _ => vec![json!(name), json!(age)],
     }

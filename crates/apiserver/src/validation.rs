@@ -16,7 +16,8 @@ const CONFIG_KEY: &str = "a valid config key must consist of alphanumeric charac
 fn is_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -77,8 +78,7 @@ fn label_value(v: &str) -> Vec<String> {
     let ok = b.is_empty()
         || (b[0].is_ascii_alphanumeric()
             && b[b.len() - 1].is_ascii_alphanumeric()
-            && b
-                .iter()
+            && b.iter()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')));
     if !ok {
         errs.push(LABEL_VALUE.to_owned());
@@ -88,7 +88,11 @@ fn label_value(v: &str) -> Vec<String> {
 
 fn config_key(k: &str) -> Vec<String> {
     let mut errs = Vec::new();
-    if k.is_empty() || !k.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')) {
+    if k.is_empty()
+        || !k
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    {
         errs.push(CONFIG_KEY.to_owned());
     }
     if k == "." || k == ".." || k.starts_with("..") {
@@ -123,7 +127,11 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Result<(
     } else {
         let problems = name_errors(rt, name);
         if !problems.is_empty() {
-            errs.push(FieldError::invalid("metadata.name", name, &problems.join("; ")));
+            errs.push(FieldError::invalid(
+                "metadata.name",
+                name,
+                &problems.join("; "),
+            ));
         }
     }
     if let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) {
@@ -131,10 +139,18 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Result<(
             let v = v.as_str().unwrap_or_default();
             let problems = label_value(v);
             if !problems.is_empty() {
-                errs.push(FieldError::invalid("metadata.labels", v, &problems.join("; ")));
+                errs.push(FieldError::invalid(
+                    "metadata.labels",
+                    v,
+                    &problems.join("; "),
+                ));
             }
             if k.is_empty() || k.len() > 316 {
-                errs.push(FieldError::invalid("metadata.labels", k, "name part must be non-empty"));
+                errs.push(FieldError::invalid(
+                    "metadata.labels",
+                    k,
+                    "name part must be non-empty",
+                ));
             }
         }
     }
@@ -193,7 +209,10 @@ fn validate_pod_spec(pod: &Value, errs: &mut Vec<FieldError>) {
     }
     let mut names = BTreeSet::new();
     for list in ["initContainers", "containers"] {
-        let Some(cs) = pod.pointer(&format!("/spec/{list}")).and_then(Value::as_array) else {
+        let Some(cs) = pod
+            .pointer(&format!("/spec/{list}"))
+            .and_then(Value::as_array)
+        else {
             continue;
         };
         for (i, c) in cs.iter().enumerate() {
@@ -204,7 +223,11 @@ fn validate_pod_spec(pod: &Value, errs: &mut Vec<FieldError>) {
             } else {
                 let p = dns1123_label(name);
                 if !p.is_empty() {
-                    errs.push(FieldError::invalid(&format!("{base}.name"), name, &p.join("; ")));
+                    errs.push(FieldError::invalid(
+                        &format!("{base}.name"),
+                        name,
+                        &p.join("; "),
+                    ));
                 } else if !names.insert(name.to_owned()) {
                     errs.push(FieldError {
                         cause_type: "FieldValueDuplicate",
@@ -242,10 +265,16 @@ fn validate_pod_spec(pod: &Value, errs: &mut Vec<FieldError>) {
     if let Some(sa) = str_at(pod, "/spec/serviceAccountName") {
         let p = dns1123_subdomain(sa);
         if !sa.is_empty() && !p.is_empty() {
-            errs.push(FieldError::invalid("spec.serviceAccountName", sa, &p.join("; ")));
+            errs.push(FieldError::invalid(
+                "spec.serviceAccountName",
+                sa,
+                &p.join("; "),
+            ));
         }
     }
-    if let Some(ads) = pod.pointer("/spec/activeDeadlineSeconds").and_then(Value::as_i64)
+    if let Some(ads) = pod
+        .pointer("/spec/activeDeadlineSeconds")
+        .and_then(Value::as_i64)
         && ads < 1
     {
         errs.push(FieldError::invalid(
@@ -367,7 +396,10 @@ fn validate_binding(rt: &ResourceType, b: &Value, old: Option<&Value>, errs: &mu
                 && rt.plural == "clusterrolebindings"
                 && str_at(s, "/namespace").unwrap_or_default().is_empty()
             {
-                errs.push(FieldError::required(&format!("subjects[{i}].namespace"), ""));
+                errs.push(FieldError::required(
+                    &format!("subjects[{i}].namespace"),
+                    "",
+                ));
             }
         }
     }
@@ -382,11 +414,19 @@ mod tests {
     #[test]
     fn pod_without_containers_and_bad_name() {
         let pods = find("", "v1", "pods").expect("pods");
-        let err = validate(pods, &json!({"metadata":{"name":"Bad_Name"},"spec":{}}), None)
-            .expect_err("invalid");
+        let err = validate(
+            pods,
+            &json!({"metadata":{"name":"Bad_Name"},"spec":{}}),
+            None,
+        )
+        .expect_err("invalid");
         assert_eq!(err.code, 422);
         assert!(err.message.starts_with("Pod \"Bad_Name\" is invalid: [metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"), "{}", err.message);
-        assert!(err.message.ends_with("spec.containers: Required value]"), "{}", err.message);
+        assert!(
+            err.message.ends_with("spec.containers: Required value]"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -405,8 +445,16 @@ mod tests {
     fn label_values_longer_than_63_are_invalid() {
         let cms = find("", "v1", "configmaps").expect("cm");
         let long = "a".repeat(64);
-        let err = validate(cms, &json!({"metadata":{"name":"c","labels":{"k":long}}}), None)
-            .expect_err("invalid");
-        assert!(err.message.contains("must be no more than 63 characters"), "{}", err.message);
+        let err = validate(
+            cms,
+            &json!({"metadata":{"name":"c","labels":{"k":long}}}),
+            None,
+        )
+        .expect_err("invalid");
+        assert!(
+            err.message.contains("must be no more than 63 characters"),
+            "{}",
+            err.message
+        );
     }
 }

@@ -41,7 +41,10 @@ impl Params {
             None | Some("") | Some("0") => None,
             Some(_) if send_initial_events => None,
             Some(rv) => Some(rv.parse::<u64>().map_err(|_| {
-                ApiError::bad_request(format!("invalid resource version: {}", crate::status::go_quote(rv)))
+                ApiError::bad_request(format!(
+                    "invalid resource version: {}",
+                    crate::status::go_quote(rv)
+                ))
             })?),
         };
         Ok(Self {
