@@ -632,3 +632,89 @@ async fn in_cluster_child() {
         .unwrap_or_default();
     println!("in-cluster user: {user} namespace: {namespace}");
 }
+
+#[tokio::test]
+async fn label_selected_watches_see_objects_leave_and_get_bookmarks() {
+    let s = ApiServer::start(Options::default().bookmark_interval(Duration::from_millis(50)))
+        .await
+        .expect("start");
+    s.apply_yaml(common::RUNNER_RBAC).expect("rbac");
+    let api = pods(&s, "ci-jobs").await;
+    api.create(&PostParams::default(), &pod("p"))
+        .await
+        .expect("create");
+    let rv = api
+        .get("p")
+        .await
+        .expect("get")
+        .metadata
+        .resource_version
+        .expect("rv");
+    let mut params = WatchParams::default().labels("app=ci").timeout(10);
+    params.bookmarks = true;
+    let mut stream = api.watch(&params, &rv).await.expect("watch").boxed();
+    api.patch(
+        "p",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata":{"labels":{"app":"other"}}})),
+    )
+    .await
+    .expect("relabel");
+    let mut saw_delete = false;
+    let mut saw_bookmark = false;
+    while !(saw_delete && saw_bookmark) {
+        let ev = tokio::time::timeout(LIMIT, stream.next())
+            .await
+            .expect("event in time")
+            .expect("stream open")
+            .expect("decoded");
+        match ev {
+            WatchEvent::Deleted(p) => {
+                assert_eq!(p.metadata.labels.expect("labels")["app"], "other");
+                saw_delete = true;
+            }
+            WatchEvent::Bookmark(b) => {
+                assert!(
+                    b.metadata.resource_version.parse::<u64>().expect("rv")
+                        >= rv.parse::<u64>().expect("rv")
+                );
+                saw_bookmark = true;
+            }
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn dropping_the_server_ends_its_watches() {
+    let s = runner_cluster().await;
+    let api = pods(&s, "ci-jobs").await;
+    let mut stream = api
+        .watch(&WatchParams::default(), "0")
+        .await
+        .expect("watch")
+        .boxed();
+    api.create(&PostParams::default(), &pod("p"))
+        .await
+        .expect("create");
+    let first = tokio::time::timeout(LIMIT, stream.next())
+        .await
+        .expect("in time")
+        .expect("event");
+    assert!(matches!(first, Ok(WatchEvent::Added(_))));
+    drop(s);
+    // The stream ends (or fails) instead of hanging.
+    let end = tokio::time::timeout(LIMIT, async {
+        loop {
+            match stream.next().await {
+                None | Some(Err(_)) => break,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(
+        end.is_ok(),
+        "the watch did not end after the server was dropped"
+    );
+}
