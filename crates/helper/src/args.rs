@@ -27,15 +27,15 @@ pub struct ProjectArgs {
     pub project_dir: Option<PathBuf>,
 }
 
-/// How to reach GitLab.
+/// How to reach GitLab. Both are required unless the artifacts stay on this machine (`--file`).
 #[derive(Debug, Clone, Args)]
 pub struct GitLabArgs {
     /// GitLab's URL (the runner's `url`, CI_SERVER_URL).
-    #[arg(long, value_name = "URL")]
-    pub url: String,
+    #[arg(long, value_name = "URL", required_unless_present = "file")]
+    pub url: Option<String>,
     /// The job whose artifacts are uploaded or downloaded.
-    #[arg(long, value_name = "JOB_ID")]
-    pub id: i64,
+    #[arg(long, value_name = "JOB_ID", required_unless_present = "file")]
+    pub id: Option<i64>,
     /// A CA certificate file GitLab's certificate chains to, besides the system roots.
     #[arg(long, value_name = "FILE", env = "CI_SERVER_TLS_CA_FILE")]
     pub tls_ca_file: Option<PathBuf>,
@@ -81,6 +81,10 @@ pub struct ArtifactsUploadArgs {
     /// Where the archive is written before it is sent (default: the temporary directory).
     #[arg(long, value_name = "DIR", env = "ARCHIVER_STAGING_DIR")]
     pub staging_dir: Option<PathBuf>,
+    /// Write the archive to this file instead of uploading it (artifacts kept on this machine, as
+    /// `glrunner exec` keeps them); `--url` and `--id` are then not needed.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["url", "id"])]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -102,6 +106,10 @@ pub struct ArtifactsDownloadArgs {
     /// Where the archive is written before it is extracted (default: the temporary directory).
     #[arg(long, value_name = "DIR", env = "ARCHIVER_STAGING_DIR")]
     pub staging_dir: Option<PathBuf>,
+    /// Extract this local archive instead of downloading one (artifacts kept on this machine);
+    /// `--url` and `--id` are then not needed.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["url", "id"])]
+    pub file: Option<PathBuf>,
 }
 
 /// Where a cache archive is: a local file, a presigned URL, or both (the file is then the local copy the
@@ -220,7 +228,7 @@ mod tests {
         .expect("upload") else {
             panic!("wrong subcommand")
         };
-        assert_eq!((a.gitlab.id, a.name.as_str()), (42, "report.xml"));
+        assert_eq!((a.gitlab.id, a.name.as_str()), (Some(42), "report.xml"));
         assert_eq!(a.selection.paths, ["out/", "$DIR/*.log"]);
         assert!(a.selection.untracked);
         assert_eq!(a.expire_in.as_deref(), Some("1 week"));

@@ -1,6 +1,7 @@
 //! `artifacts-upload` and `artifacts-download`: select and archive the job's files and send them to
 //! GitLab, or fetch a dependency's archive and extract it into the project, printing the lines
-//! gitlab-runner's helper prints.
+//! gitlab-runner's helper prints. With `--file` the archive stays on this machine instead: written to
+//! that path, or extracted from it.
 
 use crate::args::{ArtifactsDownloadArgs, ArtifactsUploadArgs, GitLabArgs};
 use crate::error::HelperError;
@@ -10,6 +11,7 @@ use glrunner_archive::{ArtifactFormat, CompressionLevel, Spec, artifact_file_nam
 use glrunner_gitlab::{ArtifactUpload, ClientSettings, GitLabClient};
 use glrunner_protocol::Secret;
 use std::io::{Read, Write};
+use std::path::Path;
 
 /// The `User-Agent` of the helper's GitLab requests.
 fn user_agent() -> String {
@@ -21,22 +23,32 @@ fn user_agent() -> String {
     )
 }
 
-fn client(gitlab: &GitLabArgs) -> Result<GitLabClient, HelperError> {
+/// The GitLab URL and job id of a transfer; clap requires both unless `--file` is given.
+fn target(gitlab: &GitLabArgs) -> Result<(&str, i64), HelperError> {
+    match (gitlab.url.as_deref(), gitlab.id) {
+        (Some(url), Some(id)) => Ok((url, id)),
+        _ => Err(HelperError::NoDestination),
+    }
+}
+
+fn client(url: &str, gitlab: &GitLabArgs) -> Result<GitLabClient, HelperError> {
     Ok(GitLabClient::new(ClientSettings {
-        url: gitlab.url.clone(),
+        url: url.to_owned(),
         tls_ca_file: gitlab.tls_ca_file.clone(),
         user_agent: user_agent(),
         ..ClientSettings::default()
     })?)
 }
 
-/// Archives the selected files and uploads them as job `--id`'s artifact.
-pub async fn upload(
+/// Selects the files of `args` and writes them as one archive into a temporary file in `dir` (the
+/// staging directory when `None`); `None` when nothing matched (gitlab-runner's helper then says so and
+/// succeeds: an artifact with nothing in it is not an error).
+fn write_selection(
     args: &ArtifactsUploadArgs,
-    token: &Secret,
+    dir: Option<&Path>,
     out: &mut Output<'_>,
-) -> Result<(), HelperError> {
-    let dir = project_dir(&args.project)?;
+) -> Result<Option<(tempfile::NamedTempFile, ArtifactFormat)>, HelperError> {
+    let project = project_dir(&args.project)?;
     let spec = Spec {
         paths: expand_all(&args.selection.paths),
         exclude: expand_all(&args.selection.exclude),
@@ -46,15 +58,14 @@ pub async fn upload(
     let (level, level_warning) = CompressionLevel::from_name(args.compression_level.trim());
     out.messages(&level_warning);
 
-    let selection = glrunner_archive::select(&dir, &spec)?;
+    let selection = glrunner_archive::select(&project, &spec)?;
     out.messages(selection.messages());
     if selection.is_empty() {
-        // gitlab-runner's helper says so and succeeds: an artifact with nothing in it is not an error.
         out.message(&notice::no_files_to_upload());
-        return Ok(());
+        return Ok(None);
     }
 
-    let staging = staging_file(args.staging_dir.as_deref(), "artifacts_")?;
+    let staging = staging_file(dir, "artifacts_")?;
     let mut writer = std::io::BufWriter::new(staging.as_file());
     let report = glrunner_archive::write_archive(&selection, format, level, &mut writer)?;
     writer
@@ -62,12 +73,24 @@ pub async fn upload(
         .map_err(|source| glrunner_archive::WriteError::Output { source })?;
     drop(writer);
     out.messages(&report.messages);
+    Ok(Some((staging, format)))
+}
 
+/// Archives the selected files and uploads them as job `--id`'s artifact.
+pub async fn upload(
+    args: &ArtifactsUploadArgs,
+    token: &Secret,
+    out: &mut Output<'_>,
+) -> Result<(), HelperError> {
+    let (url, job_id) = target(&args.gitlab)?;
+    let Some((staging, format)) = write_selection(args, args.staging_dir.as_deref(), out)? else {
+        return Ok(());
+    };
     let name = expand_env(&args.name);
     let file_name = artifact_file_name(&name, format);
     let expire_in = args.expire_in.as_deref().map(expand_env);
     let upload = ArtifactUpload {
-        job_id: args.gitlab.id,
+        job_id,
         job_token: token,
         file: staging.path(),
         file_name: &file_name,
@@ -75,13 +98,42 @@ pub async fn upload(
         artifact_type: args.artifact_type.trim(),
         expire_in: expire_in.as_deref(),
     };
-    let receipt = client(&args.gitlab)?.upload_artifact(&upload).await?;
+    let receipt = client(url, &args.gitlab)?.upload_artifact(&upload).await?;
     if let Some(base) = &receipt.retargeted {
         out.info(format!("Upload request redirected to {base}"));
     }
     out.info(format!(
-        "Uploading artifacts as {:?} to coordinator... {}  id={} responseStatus={}",
-        upload.artifact_type, receipt.status, args.gitlab.id, receipt.status
+        "Uploading artifacts as {:?} to coordinator... {}  id={job_id} responseStatus={}",
+        upload.artifact_type, receipt.status, receipt.status
+    ));
+    Ok(())
+}
+
+/// Archives the selected files into `--file` instead of uploading them. The archive is written
+/// beside its destination and renamed over it when complete, so a reader never sees half of one.
+pub fn save(args: &ArtifactsUploadArgs, out: &mut Output<'_>) -> Result<(), HelperError> {
+    let Some(dest) = args.file.as_deref() else {
+        return Err(HelperError::NoDestination);
+    };
+    let dir = match dest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(|source| HelperError::Staging {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    let Some((staging, _)) = write_selection(args, Some(dir), out)? else {
+        return Ok(());
+    };
+    staging.persist(dest).map_err(|e| HelperError::Staging {
+        dir: dir.to_path_buf(),
+        source: e.error,
+    })?;
+    out.info(format!(
+        "Saving artifacts as {:?} to {}... ok",
+        args.artifact_type.trim(),
+        dest.display()
     ));
     Ok(())
 }
@@ -92,23 +144,55 @@ pub async fn download(
     token: &Secret,
     out: &mut Output<'_>,
 ) -> Result<(), HelperError> {
+    let (url, job_id) = target(&args.gitlab)?;
     let dir = project_dir(&args.project)?;
     let staging = staging_file(args.staging_dir.as_deref(), "artifacts_")?;
-    let receipt = client(&args.gitlab)?
-        .download_artifacts(args.gitlab.id, token, staging.path(), args.direct_download)
+    let receipt = client(url, &args.gitlab)?
+        .download_artifacts(job_id, token, staging.path(), args.direct_download)
         .await?;
     if let Some(host) = &receipt.object_storage {
         out.info(format!("Direct download from {host}"));
     }
     out.info(format!(
-        "Downloading artifacts from coordinator... ok  id={} responseStatus=200 OK",
-        args.gitlab.id
+        "Downloading artifacts from coordinator... ok  id={job_id} responseStatus=200 OK"
     ));
+    extract(
+        staging.path(),
+        &dir,
+        &format!("job {job_id} (downloaded)"),
+        out,
+    )
+}
 
-    let magic = read_magic(staging.path());
+/// Extracts the local archive `--file` into the project instead of downloading one.
+pub fn extract_local(
+    args: &ArtifactsDownloadArgs,
+    out: &mut Output<'_>,
+) -> Result<(), HelperError> {
+    let Some(archive) = args.file.as_deref() else {
+        return Err(HelperError::NoDestination);
+    };
+    let dir = project_dir(&args.project)?;
+    if !archive.is_file() {
+        return Err(HelperError::MissingArchive {
+            path: archive.to_path_buf(),
+        });
+    }
+    out.info(format!("Extracting artifacts from {}", archive.display()));
+    extract(archive, &dir, &archive.display().to_string(), out)
+}
+
+/// Extracts a zip archive into `dir`; `what` names where it came from in the error.
+fn extract(
+    archive: &Path,
+    dir: &Path,
+    what: &str,
+    out: &mut Output<'_>,
+) -> Result<(), HelperError> {
+    let magic = read_magic(archive);
     if !magic.starts_with(b"PK") {
         return Err(HelperError::NotZip {
-            job_id: args.gitlab.id,
+            source_name: what.to_owned(),
             magic: if magic.is_empty() {
                 "nothing: the file is empty".to_owned()
             } else {
@@ -116,7 +200,7 @@ pub async fn download(
             },
         });
     }
-    let report = glrunner_archive::extract_zip(staging.path(), &dir)?;
+    let report = glrunner_archive::extract_zip(archive, dir)?;
     out.messages(&report.messages);
     Ok(())
 }

@@ -60,11 +60,23 @@ pub enum HelperError {
     },
 
     #[error(
-        "the downloaded artifacts of job {job_id} are not a zip archive (they start with {magic}). Likely \
-         cause: a proxy answered instead of GitLab, or the dependency's archive artifact is not a zip. Fix: \
-         check what sits between the job and GitLab"
+        "the artifacts of {source_name} are not a zip archive (they start with {magic}). Likely cause: a \
+         proxy answered instead of GitLab, or the dependency's archive artifact is not a zip. Fix: check \
+         what sits between the job and GitLab"
     )]
-    NotZip { job_id: i64, magic: String },
+    NotZip { source_name: String, magic: String },
+
+    #[error(
+        "the artifacts archive {path} does not exist. Likely cause: the job that made it was run in \
+         another pipeline, or its files were removed. Fix: run the pipeline again, including that job"
+    )]
+    MissingArchive { path: PathBuf },
+
+    #[error(
+        "no destination for the artifacts: neither --url with --id nor --file was given. Fix: pass \
+         `--url <gitlab url> --id <job id>`, or `--file <archive path>` to keep them on this machine"
+    )]
+    NoDestination,
 
     #[error(
         "--url {shown} is not a URL: {problem}. Likely cause: the presigned cache URL was cut or quoted \

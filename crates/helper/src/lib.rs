@@ -3,7 +3,8 @@
 //! subcommand the binary mounts; [`run`] executes one and returns the exit code the script checks:
 //! 0 done, 1 failed (after an `ERROR:` or `WARNING:` line that says why and how to fix it), 2 for
 //! `cache-extract` when there is no cache. Job tokens come from `GLRUNNER_JOB_TOKEN`, never from the
-//! command line, and are never printed.
+//! command line, and are never printed. Artifacts can also stay on this machine (`--file`, for
+//! `glrunner exec`): written to a local archive and extracted from one, without GitLab or a token.
 
 pub mod args;
 pub mod artifacts;
@@ -44,6 +45,13 @@ impl Exit {
 /// Runs one subcommand, printing its lines to `out`.
 pub async fn run(args: HelperArgs, out: &mut Output<'_>) -> Exit {
     let result = match &args {
+        // Artifacts kept on this machine need no token.
+        HelperArgs::ArtifactsUpload(a) if a.file.is_some() => {
+            artifacts::save(a, out).map(|()| Exit::Success)
+        }
+        HelperArgs::ArtifactsDownload(a) if a.file.is_some() => {
+            artifacts::extract_local(a, out).map(|()| Exit::Success)
+        }
         HelperArgs::ArtifactsUpload(a) => match job_token() {
             Ok(token) => artifacts::upload(a, &token, out)
                 .await
