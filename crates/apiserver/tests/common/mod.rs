@@ -80,7 +80,7 @@ pub fn kubectl() -> Option<Kubectl> {
     let found = std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join("kubectl").is_file()));
     if !found {
-        let msg = "kubectl is not on PATH; install it (Debian: the `kubectl` package, or the v1.32 binary from dl.k8s.io) to run the kubectl conformance tests";
+        let msg = "kubectl is not on PATH; install kubectl 1.27 or newer (the tests are checked with v1.32; `auth whoami` needs 1.27) to run the kubectl conformance tests";
         if std::env::var_os("GLRUNNER_REQUIRE_KUBECTL").is_some_and(|v| v == "1") {
             panic!("{msg} (GLRUNNER_REQUIRE_KUBECTL=1)");
         }
