@@ -2,12 +2,13 @@
 //! extracts (each downloaded with its own token) and the `artifacts:` entries it uploads (the archive
 //! and each report separately, with their paths, excludes, `untracked`, name, format, type and
 //! expiry), through `glrunner helper artifacts-download`/`artifacts-upload`. A failed transfer fails
-//! the stage, and so the job, as with gitlab-runner.
+//! the stage, and so the job, as with gitlab-runner. With local artifacts (`glrunner exec`) the same
+//! stages write and read archives under [`crate::local_artifacts`] instead of GitLab.
 
 use crate::helper::{HelperCommand, JOB_TOKEN_ENV, guard};
 use crate::script::{BashWriter, ScriptContext};
 use crate::variables::CA_FILE_VARIABLE;
-use glrunner_archive::notice;
+use glrunner_archive::{ArtifactFormat, artifact_file_name, notice};
 use glrunner_protocol::{Artifact, Dependency, JobResponse};
 
 /// Dependencies with an archive to download. GitLab leaves `artifacts_file` out when a dependency
@@ -59,15 +60,34 @@ pub(crate) fn write_download_artifacts(w: &mut BashWriter, sc: &ScriptContext<'_
         |w, program| {
             for d in with_archive(sc.job) {
                 w.message(&notice::downloading_artifacts(&d.name, d.id));
-                let cmd = HelperCommand::new("artifacts-download")
-                    .flag("url", sc.helper.gitlab_url.as_str())
-                    .flag("id", d.id.to_string());
-                let cmd = with_ca(cmd, sc).env(JOB_TOKEN_ENV, &d.token);
+                let cmd = match (&sc.helper.local_artifacts, &d.artifacts_file) {
+                    // Kept on this machine: the payload names the archive's local path.
+                    (Some(_), Some(file)) => HelperCommand::new("artifacts-download")
+                        .flag("file", file.filename.as_str()),
+                    _ => {
+                        let cmd = HelperCommand::new("artifacts-download")
+                            .flag("url", sc.helper.gitlab_url.as_str())
+                            .flag("id", d.id.to_string());
+                        with_ca(cmd, sc).env(JOB_TOKEN_ENV, &d.token)
+                    }
+                };
                 w.line(&cmd.line(program));
                 w.check_exit_code();
             }
         },
     );
+}
+
+/// Where an entry is kept on this machine: its name expanded with the job's variables, as the helper
+/// would expand `--name`, and made a file name as GitLab names uploads.
+fn local_entry_path(sc: &ScriptContext<'_>, dir: &str, a: &Artifact) -> String {
+    let name = sc.variables.expand_value(&a.name);
+    let file_name = match ArtifactFormat::parse(a.artifact_format.trim()) {
+        Ok(format) => artifact_file_name(&name, format),
+        // The helper refuses the format with the reason; the path only has to be valid.
+        Err(_) => artifact_file_name(&name, ArtifactFormat::Raw),
+    };
+    crate::local_artifacts::entry_path(dir, sc.job.id, a.artifact_type.trim(), &file_name)
 }
 
 /// The body of upload_artifacts_on_success (`job_failed` false) or upload_artifacts_on_failure.
@@ -87,18 +107,25 @@ pub(crate) fn write_upload_artifacts(w: &mut BashWriter, sc: &ScriptContext<'_>,
             "Uploading artifacts",
             |w, program| {
                 w.message(&notice::uploading_artifacts());
-                let cmd = HelperCommand::new("artifacts-upload")
-                    .flag("url", sc.helper.gitlab_url.as_str())
-                    .flag("id", sc.job.id.to_string());
-                let cmd = with_ca(cmd, sc)
+                let cmd = match &sc.helper.local_artifacts {
+                    Some(dir) => HelperCommand::new("artifacts-upload")
+                        .flag("file", local_entry_path(sc, dir, a)),
+                    None => {
+                        let cmd = HelperCommand::new("artifacts-upload")
+                            .flag("url", sc.helper.gitlab_url.as_str())
+                            .flag("id", sc.job.id.to_string());
+                        with_ca(cmd, sc)
+                            .flag_opt("name", Some(&a.name))
+                            .flag_opt("expire-in", Some(&a.expire_in))
+                            .env(JOB_TOKEN_ENV, &sc.job.token)
+                    }
+                };
+                let cmd = cmd
                     .flags("path", &a.paths)
                     .flags("exclude", &a.exclude)
                     .switch("untracked", a.untracked == Some(true))
-                    .flag_opt("name", Some(&a.name))
-                    .flag_opt("expire-in", Some(&a.expire_in))
                     .flag_opt("artifact-format", Some(&a.artifact_format))
-                    .flag_opt("artifact-type", Some(&a.artifact_type))
-                    .env(JOB_TOKEN_ENV, &sc.job.token);
+                    .flag_opt("artifact-type", Some(&a.artifact_type));
                 w.line(&cmd.line(program));
                 w.check_exit_code();
             },

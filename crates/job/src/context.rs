@@ -51,4 +51,8 @@ pub struct RunnerContext {
     /// `[runners.cache]`. `None`, or no `Type`, keeps caches in the local cache directory (the
     /// executor's `cache_dir`, which also replaces `local_dir` here).
     pub cache: Option<glrunner_cache::CacheSettings>,
+    /// Keep artifacts on this machine under this directory instead of transferring them with GitLab
+    /// (`glrunner exec`): see [`crate::local_artifacts`]. Dependencies' archives are then read from the
+    /// local paths in their `artifacts_file.filename`.
+    pub local_artifacts: Option<PathBuf>,
 }

@@ -23,6 +23,8 @@ pub struct HelperSetup {
     pub cache: CacheBackend,
     /// How long presigned cache URLs stay valid: the job's timeout.
     pub url_lifetime: Duration,
+    /// Artifacts stay on this machine, under this directory (as the scripts see it).
+    pub local_artifacts: Option<String>,
 }
 
 impl Default for HelperSetup {
@@ -32,6 +34,7 @@ impl Default for HelperSetup {
             gitlab_url: String::new(),
             cache: CacheBackend::Disabled,
             url_lifetime: Duration::from_secs(glrunner_protocol::DEFAULT_JOB_TIMEOUT_SECONDS),
+            local_artifacts: None,
         }
     }
 }

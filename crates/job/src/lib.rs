@@ -7,6 +7,7 @@ pub mod cache;
 pub mod context;
 pub mod executor;
 pub mod helper;
+pub mod local_artifacts;
 pub mod outcome;
 pub mod paths;
 pub mod run;

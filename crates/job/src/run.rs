@@ -438,6 +438,11 @@ impl JobRun<'_> {
                 .unwrap_or_default(),
             cache: self.cache_backend(ex),
             url_lifetime: self.job_timeout,
+            local_artifacts: ctx
+                .local_artifacts
+                .as_ref()
+                .and_then(|d| d.to_str())
+                .map(str::to_owned),
         };
         Ok(Prepared {
             paths,
@@ -449,10 +454,10 @@ impl JobRun<'_> {
         })
     }
 
-    /// Artifacts move only with a GitLab URL; without one (`glrunner exec`) the stage is skipped, as
-    /// gitlab-runner does when its runner has no URL.
+    /// Artifacts move only with a GitLab URL or a local artifacts directory; without either the stage
+    /// is skipped, as gitlab-runner does when its runner has no URL.
     fn can_transfer_artifacts(&self, p: &Prepared, stage: &Stage) -> bool {
-        if p.helper.gitlab_url.is_empty() {
+        if p.helper.gitlab_url.is_empty() && p.helper.local_artifacts.is_none() {
             self.log.warning(&format!(
                 "{}: skipped, there is no GitLab to transfer artifacts with (set `url` in the \
                  [[runners]] section of config.toml)",
