@@ -46,6 +46,7 @@ fn client(url: &str, gitlab: &GitLabArgs) -> Result<GitLabClient, HelperError> {
 fn write_selection(
     args: &ArtifactsUploadArgs,
     dir: Option<&Path>,
+    prefix: &str,
     out: &mut Output<'_>,
 ) -> Result<Option<(tempfile::NamedTempFile, ArtifactFormat)>, HelperError> {
     let project = project_dir(&args.project)?;
@@ -65,7 +66,7 @@ fn write_selection(
         return Ok(None);
     }
 
-    let staging = staging_file(dir, "artifacts_")?;
+    let staging = staging_file(dir, prefix)?;
     let mut writer = std::io::BufWriter::new(staging.as_file());
     let report = glrunner_archive::write_archive(&selection, format, level, &mut writer)?;
     writer
@@ -83,7 +84,9 @@ pub async fn upload(
     out: &mut Output<'_>,
 ) -> Result<(), HelperError> {
     let (url, job_id) = target(&args.gitlab)?;
-    let Some((staging, format)) = write_selection(args, args.staging_dir.as_deref(), out)? else {
+    let Some((staging, format)) =
+        write_selection(args, args.staging_dir.as_deref(), "artifacts_", out)?
+    else {
         return Ok(());
     };
     let name = expand_env(&args.name);
@@ -109,6 +112,9 @@ pub async fn upload(
     Ok(())
 }
 
+/// The name prefix of an archive being written beside its `--file` destination.
+pub const PARTIAL_PREFIX: &str = ".glrunner-partial-";
+
 /// Archives the selected files into `--file` instead of uploading them. The archive is written
 /// beside its destination and renamed over it when complete, so a reader never sees half of one.
 pub fn save(args: &ArtifactsUploadArgs, out: &mut Output<'_>) -> Result<(), HelperError> {
@@ -123,7 +129,7 @@ pub fn save(args: &ArtifactsUploadArgs, out: &mut Output<'_>) -> Result<(), Help
         dir: dir.to_path_buf(),
         source,
     })?;
-    let Some((staging, _)) = write_selection(args, Some(dir), out)? else {
+    let Some((staging, _)) = write_selection(args, Some(dir), PARTIAL_PREFIX, out)? else {
         return Ok(());
     };
     staging.persist(dest).map_err(|e| HelperError::Staging {
