@@ -23,7 +23,8 @@
 //! Whether a job runs follows GitLab: with the statuses of the jobs it waits for combined as GitLab
 //! combines them (an allowed failure counts as success, a manual job that may fail is ignored), an
 //! `on_success` job runs after success (stage jobs also after all-skipped), `on_failure` after a
-//! failure, `always` either way. Manual jobs are never run locally; they are reported as skipped.
+//! failure, `always` either way. Manual jobs are reported as skipped unless the runner starts them
+//! with [`Plan::play`].
 //! Delayed jobs run without waiting for `start_in`.
 //!
 //! Artifacts: the runner reports the archive a job produced as [`JobResult::artifacts`] (a local path
@@ -190,9 +191,22 @@ pub struct Plan<'p> {
     excluded: Vec<Excluded>,
     pipeline_name: Option<String>,
     config_path: String,
+    /// Manual jobs started with [`Plan::play`].
+    played: HashSet<String>,
 }
 
 impl<'p> Plan<'p> {
+    /// Start manual job `name` as someone pressing its play button in GitLab would: when its turn
+    /// comes it runs like an `on_success` job instead of being skipped. A job that is not manual is
+    /// left as it is.
+    pub fn play(&mut self, name: &str) -> Result<(), PlanError> {
+        let i = self.index(name)?;
+        if self.jobs[i].when == JobWhen::Manual {
+            self.played.insert(name.to_owned());
+        }
+        Ok(())
+    }
+
     /// The jobs to run, in run order.
     pub fn jobs(&self) -> &[PlannedJob] {
         &self.jobs
@@ -239,11 +253,15 @@ impl<'p> Plan<'p> {
         let job = &self.jobs[i];
         let (composite, culprit) = self.prerequisites(i);
         let dag = job.needs.is_some();
-        let decision = match job.when {
+        let when = match job.when {
+            JobWhen::Manual if self.played.contains(&job.name) => JobWhen::OnSuccess,
+            when => when,
+        };
+        let decision = match when {
             JobWhen::Manual => Err(match composite {
                 Composite::Success | Composite::Skipped => {
-                    "manual job: glrunner runs no manual jobs (in GitLab someone starts it); run it by \
-                     name to run it alone"
+                    "manual job: in GitLab someone starts it; `glrunner exec --manual` runs manual \
+                     jobs, naming it runs it"
                         .to_owned()
                 }
                 _ => skip_reason(composite, culprit.as_deref()),
@@ -258,7 +276,8 @@ impl<'p> Plan<'p> {
                 other => Err(format!(
                     "`when: on_failure` and {}",
                     match other {
-                        Composite::Success | Composite::Skipped => "nothing it waits for failed".to_owned(),
+                        Composite::Success | Composite::Skipped =>
+                            "nothing it waits for failed".to_owned(),
                         _ => skip_reason(other, culprit.as_deref()),
                     }
                 )),
@@ -644,6 +663,7 @@ pub fn build<'p>(
         excluded,
         pipeline_name,
         config_path,
+        played: HashSet::new(),
     })
 }
 

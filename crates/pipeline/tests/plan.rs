@@ -146,6 +146,38 @@ fn default_branch_makes_production_manual_and_leaves_review_out() {
 }
 
 #[test]
+fn a_played_manual_job_runs_and_unblocks_what_waits_for_it() {
+    let ctx = on(Some("main"), None);
+    let pipeline = shop(&ctx);
+    let mut plan = pipeline.plan(&ctx, &Selection::All).unwrap();
+    plan.play("deploy:production").unwrap();
+    plan.play("package").unwrap();
+    assert!(plan.play("no such job").is_err());
+    let (mut ran, mut skipped) = (Vec::new(), Vec::new());
+    while let Some(step) = plan.next_step() {
+        match step {
+            Next::Run(name) => {
+                plan.payload(&name, &ctx).unwrap();
+                plan.record(&name, JobResult::new(JobStatus::Success))
+                    .unwrap();
+                ran.push(name);
+            }
+            Next::Skip { name, .. } => skipped.push(name),
+        }
+    }
+    assert!(ran.iter().any(|n| n == "deploy:production"), "{ran:?}");
+    assert!(
+        ran.iter().any(|n| n == "cleanup"),
+        "no longer blocked: {ran:?}"
+    );
+    assert_eq!(
+        skipped,
+        ["notify:failure"],
+        "only the on_failure job is left out"
+    );
+}
+
+#[test]
 fn tags_include_the_release_file_and_use_production_variables() {
     let ctx = on(None, Some("v1.2.3"));
     let pipeline = shop(&ctx);
