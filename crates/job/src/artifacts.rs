@@ -107,25 +107,30 @@ pub(crate) fn write_upload_artifacts(w: &mut BashWriter, sc: &ScriptContext<'_>,
             "Uploading artifacts",
             |w, program| {
                 w.message(&notice::uploading_artifacts());
+                let selection = |cmd: HelperCommand| {
+                    cmd.flags("path", &a.paths)
+                        .flags("exclude", &a.exclude)
+                        .switch("untracked", a.untracked == Some(true))
+                };
+                let format = |cmd: HelperCommand| {
+                    cmd.flag_opt("artifact-format", Some(&a.artifact_format))
+                        .flag_opt("artifact-type", Some(&a.artifact_type))
+                };
                 let cmd = match &sc.helper.local_artifacts {
-                    Some(dir) => HelperCommand::new("artifacts-upload")
-                        .flag("file", local_entry_path(sc, dir, a)),
+                    Some(dir) => format(selection(
+                        HelperCommand::new("artifacts-upload")
+                            .flag("file", local_entry_path(sc, dir, a)),
+                    )),
                     None => {
                         let cmd = HelperCommand::new("artifacts-upload")
                             .flag("url", sc.helper.gitlab_url.as_str())
                             .flag("id", sc.job.id.to_string());
-                        with_ca(cmd, sc)
+                        let cmd = selection(with_ca(cmd, sc))
                             .flag_opt("name", Some(&a.name))
-                            .flag_opt("expire-in", Some(&a.expire_in))
-                            .env(JOB_TOKEN_ENV, &sc.job.token)
+                            .flag_opt("expire-in", Some(&a.expire_in));
+                        format(cmd).env(JOB_TOKEN_ENV, &sc.job.token)
                     }
                 };
-                let cmd = cmd
-                    .flags("path", &a.paths)
-                    .flags("exclude", &a.exclude)
-                    .switch("untracked", a.untracked == Some(true))
-                    .flag_opt("artifact-format", Some(&a.artifact_format))
-                    .flag_opt("artifact-type", Some(&a.artifact_type));
                 w.line(&cmd.line(program));
                 w.check_exit_code();
             },

@@ -80,6 +80,91 @@ fn call(args: &[&str], token: &str, cwd: &Path, from_step: &str) -> String {
 }
 
 #[tokio::test]
+async fn local_artifacts_are_written_and_read_through_files_without_gitlab_or_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let helper = FakeHelper::new(dir.path());
+    let store = dir.path().join("artifacts");
+    let mut j = named(job(&["mkdir -p out", "echo built > out/app"]));
+    j.variables.push(JobVariable::new("FLAVOUR", "release"));
+    j.dependencies = vec![Dependency {
+        artifacts_file: Some(ArtifactsFile {
+            filename: "/elsewhere/7/archive/artifacts.zip".into(),
+            size: 1,
+        }),
+        ..compile_dependency()
+    }];
+    j.artifacts = Some(vec![
+        artifact(
+            "$FLAVOUR-build",
+            &["out/"],
+            When::OnSuccess,
+            "archive",
+            "zip",
+        ),
+        artifact(".env", &["build.env"], When::Always, "dotenv", "gzip"),
+    ]);
+    let ctx = glrunner_job::RunnerContext {
+        // No GitLab: only the local directory makes the artifact stages run.
+        gitlab_url: Some(String::new()),
+        local_artifacts: Some(store.clone()),
+        ..helper_ctx(dir.path(), &helper)
+    };
+    let (outcome, trace) = run(j, ctx).await;
+    assert_eq!(outcome, JobOutcome::Success, "{trace}");
+    let project = project_dir(dir.path());
+    let s = store.display().to_string();
+    let expected = [
+        call(
+            &[
+                "artifacts-download",
+                "--file",
+                "/elsewhere/7/archive/artifacts.zip",
+            ],
+            "",
+            &project,
+            "",
+        ),
+        call(
+            &[
+                "artifacts-upload",
+                "--file",
+                &format!("{s}/1234/archive/release-build.zip"),
+                "--path",
+                "out/",
+                "--artifact-format",
+                "zip",
+                "--artifact-type",
+                "archive",
+            ],
+            "",
+            &project,
+            "",
+        ),
+        call(
+            &[
+                "artifacts-upload",
+                "--file",
+                &format!("{s}/1234/dotenv/.env.gz"),
+                "--path",
+                "build.env",
+                "--artifact-format",
+                "gzip",
+                "--artifact-type",
+                "dotenv",
+            ],
+            "",
+            &project,
+            "",
+        ),
+    ];
+    assert_eq!(helper.calls(), expected);
+    assert!(
+        !trace.contains("no GitLab to transfer artifacts"),
+        "{trace}"
+    );
+}
+
+#[tokio::test]
 async fn every_stage_runs_in_order_and_calls_the_helper_as_the_contract_says() {
     let dir = tempfile::tempdir().unwrap();
     let helper = FakeHelper::new(dir.path());
