@@ -197,17 +197,31 @@ pub struct UnregisterArgs {
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    /// The job to run (default: list the jobs).
+    /// The job to run (a parallel job's name runs all its instances). Default: the whole pipeline.
     pub job: Option<String>,
+    /// List the jobs the pipeline runs for this commit, in run order, instead of running them.
+    #[arg(long)]
+    pub list: bool,
+    /// With JOB: also run the jobs it waits for (its `needs`, or every job of the earlier stages).
+    #[arg(long, requires = "job")]
+    pub needs: bool,
+    /// Run manual jobs too, as if someone started them in GitLab (a manual JOB named alone always runs).
+    #[arg(long)]
+    pub manual: bool,
     /// Project directory (default: the current directory).
     #[arg(short = 'C', long = "directory")]
     pub directory: Option<PathBuf>,
     /// Pipeline file, relative to the project directory.
     #[arg(short = 'f', long = "file", default_value = ".gitlab-ci.yml")]
     pub file: PathBuf,
-    /// Extra variables, KEY=VALUE (repeatable).
-    #[arg(long = "env")]
+    /// A variable for the whole pipeline, KEY=VALUE (repeatable): seen by `rules:` and every job, and
+    /// winning over the file's variables, like a variable given when running a pipeline in GitLab.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+    /// Where job checkouts, caches and artifacts are kept (default:
+    /// $XDG_CACHE_HOME/glrunner/exec/<project>-<hash>, ~/.cache/… without XDG_CACHE_HOME).
+    #[arg(long, env = "GLRUNNER_EXEC_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Executor (only shell for now).
     #[arg(long, default_value = "shell")]
     pub executor: String,

@@ -1,19 +1,43 @@
-//! `glrunner exec`: run one job of a local `.gitlab-ci.yml` with the shell executor, in the project
-//! directory itself, with the same stage machinery as `run`. Output goes to the terminal; the exit code
-//! is the job's.
+//! `glrunner exec`: run a local `.gitlab-ci.yml` (the whole pipeline, or one job and optionally what it
+//! needs) with the shell executor and the same stage machinery as `run`, without GitLab.
+//!
+//! Each job runs as on gitlab-runner's shell executor: in a fresh checkout (its get_sources stage
+//! fetches a snapshot of the project's working tree, see [`source`]) under exec's state directory (see
+//! [`state`]), never in the project directory itself, so jobs see only the files git would commit plus
+//! what `cache:` and their dependencies' artifacts bring; caches stay in a local cache directory and
+//! artifacts under the state directory, moved by the same `glrunner helper` stages as with GitLab. The
+//! pipeline crate decides which jobs run and in which order, and hands each job the artifacts and
+//! dotenv variables of the jobs it depends on. Output: each job's log with its name in front of every
+//! line, then a summary; the exit code is 0 when the pipeline passed.
+
+mod source;
+mod state;
+mod summary;
+mod terminal;
 
 use super::Failure;
 use crate::cli::ExecArgs;
 use crate::version;
-use glrunner_job::paths::JobPaths;
+use glrunner_job::local_artifacts::StoredArtifacts;
 use glrunner_job::shell::ShellExecutor;
 use glrunner_job::{JobOutcome, RunnerContext, run_job};
-use glrunner_pipeline::{LocalContext, Pipeline};
-use glrunner_protocol::JobVariable;
+use glrunner_pipeline::rules::JobWhen;
+use glrunner_pipeline::{
+    JobResult, JobStatus, LocalArtifacts, LocalContext, Next, Pipeline, Plan, Selection,
+};
 use glrunner_protocol::token::MASKED_TOKEN_PREFIXES;
+use glrunner_protocol::{FailureReason, JobResponse, Secret};
 use glrunner_trace::{JobControl, Trace, TraceConfig};
-use std::path::PathBuf;
+use state::ExecState;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
+use summary::{Record, Status};
+
+/// The exit code after Ctrl-C, as a shell reports SIGINT.
+const EXIT_INTERRUPTED: u8 = 130;
+/// Job names longer than this are not padded further in line prefixes.
+const MAX_PREFIX_WIDTH: usize = 32;
 
 pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
     if args.executor != "shell" {
@@ -29,76 +53,74 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
     };
     let dir = std::fs::canonicalize(&dir).map_err(|e| {
         Failure::config(format!(
-            "project directory {} cannot be used: {e}",
+            "project directory {} cannot be used: {e}\n  fix: pass an existing directory with -C",
             dir.display()
         ))
     })?;
-    let file = dir.join(&args.file);
-    let pipeline = Pipeline::load(&file).map_err(Failure::config)?;
-    let Some(job_name) = args.job.clone() else {
-        println!(
-            "Jobs in {} (run one with `glrunner exec <job>`):",
-            file.display()
-        );
-        for stage in pipeline.stages() {
-            let jobs: Vec<&str> = pipeline
-                .job_names()
-                .into_iter()
-                .filter(|n| pipeline.job(n).is_ok_and(|j| &j.stage == stage))
-                .collect();
-            if !jobs.is_empty() {
-                println!("  {stage}: {}", jobs.join(", "));
-            }
-        }
-        return Ok(ExitCode::SUCCESS);
-    };
-
-    let local = LocalContext::discover(&dir);
-    if let Some(note) = &local.git.note {
-        eprintln!("note: {note}");
-    }
-    let mut job = pipeline
-        .job_payload(&job_name, &local)
-        .map_err(Failure::config)?;
+    path_string(dir.clone())?;
+    let mut ctx = LocalContext::discover(&dir);
     for kv in &args.env {
         let (k, v) = kv.split_once('=').ok_or_else(|| {
             Failure::config(format!(
                 "--env {kv:?} is not KEY=VALUE\n  fix: write it as --env NAME=value"
             ))
         })?;
-        job.variables.push(JobVariable::new(k, v));
+        ctx = ctx.with_variable(k, v);
     }
-    // The job runs in the working tree itself: never let get_sources fetch, check out or clean there.
-    job.variables.push(JobVariable::new("GIT_STRATEGY", "none"));
-
-    let tmp = tempfile::Builder::new()
-        .prefix("glrunner-exec-")
-        .tempdir()
-        .map_err(|e| Failure::other(format!("cannot create a temporary directory: {e}")))?;
-    let paths = JobPaths {
-        builds_dir: path_string(
-            dir.parent()
-                .map(PathBuf::from)
-                .unwrap_or_else(|| dir.clone()),
-        )?,
-        project_dir: path_string(dir.clone())?,
-        tmp_dir: path_string(tmp.path().join("project.tmp"))?,
+    if let Some(note) = &ctx.git.note {
+        eprintln!("note: {note}");
+    }
+    if !ctx.git.repository && ctx.git.branch.is_none() && ctx.git.tag.is_none() {
+        // GitLab always runs a pipeline for a branch or tag; a plain directory stands for the default
+        // branch, so the default `only: [branches, tags]` and branch rules behave as on a push.
+        ctx.git.branch = Some(ctx.git.default_branch.clone());
+        eprintln!(
+            "note: running as branch `{}`, the default branch",
+            ctx.git.default_branch
+        );
+    }
+    let file = dir.join(&args.file);
+    let pipeline = Pipeline::load_with(&file, &ctx).map_err(Failure::config)?;
+    let selection = match &args.job {
+        Some(name) => Selection::Job {
+            name: name.clone(),
+            with_needs: args.needs,
+        },
+        None => Selection::All,
     };
+    let mut plan = pipeline.plan(&ctx, &selection).map_err(Failure::config)?;
+    let file_name = args.file.display().to_string();
+    if args.list {
+        print!("{}", summary::list(&plan, &file_name, &ctx));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if plan.jobs().is_empty() {
+        return Err(Failure::other(format!(
+            "no job of {file_name} runs for {}: {} job(s) are left out by their rules\n  fix: see why with `glrunner exec --list`, or pass the variables the rules test with --env KEY=VALUE",
+            summary::describe(&ctx),
+            plan.excluded().len()
+        )));
+    }
+    play_manual_jobs(&pipeline, &mut plan, &args)?;
 
-    let mut masked = glrunner_job::variables::masked_values(&job);
-    masked.retain(|v| !v.is_empty());
-    let trace = Trace::new(TraceConfig {
-        masked_values: masked,
-        token_prefixes: MASKED_TOKEN_PREFIXES
-            .iter()
-            .map(|p| p.to_string())
-            .collect(),
-        limit_bytes: u64::MAX,
-        mirror: Some(Box::new(std::io::stdout())),
-    })
-    .map_err(|e| Failure::other(format!("cannot create the job log spool: {e}")))?;
+    let state = ExecState::open(&dir, args.state_dir.as_deref())?;
+    let snapshot = source::take(&dir, &ctx.git, &state.source()).map_err(Failure::other)?;
+    let colour = terminal::colours();
+    println!(
+        "glrunner exec: {} job(s) of {file_name} for {}; checkouts, caches and artifacts in {}",
+        plan.jobs().len(),
+        summary::describe(&ctx),
+        state.root().display()
+    );
+    if snapshot.differs_from_head && ctx.git.repository {
+        println!(
+            "glrunner exec: jobs check out commit {} (the project as git would commit it now, HEAD is {})",
+            short(&snapshot.commit),
+            short(&ctx.git.sha)
+        );
+    }
 
-    let ctx = RunnerContext {
+    let runner = RunnerContext {
         name: "local".to_owned(),
         short_token: "local".to_owned(),
         system_id: "local".to_owned(),
@@ -106,39 +128,289 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
         revision: version::REVISION.to_owned(),
         executor: "shell".to_owned(),
         shell: "bash".to_owned(),
-        // No GitLab: artifact stages are skipped with a warning instead of uploading somewhere.
+        builds_dir: Some(state.builds()),
+        cache_dir: Some(state.cache()),
+        // No GitLab: artifacts stay under the state directory.
         gitlab_url: Some(String::new()),
+        local_artifacts: Some(state.artifacts()),
         ..RunnerContext::default()
     };
+    let width = plan
+        .jobs()
+        .iter()
+        .map(|j| j.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(MAX_PREFIX_WIDTH);
     let control = JobControl::new();
     cancel_on_ctrl_c(control.clone());
-    let mut executor = ShellExecutor::new().with_paths(paths);
-    let outcome = run_job(&job, &ctx, &mut executor, &trace, &control).await;
-    trace.finish();
-    Ok(match outcome {
-        JobOutcome::Success => ExitCode::SUCCESS,
-        JobOutcome::Failed {
-            exit_code: Some(code),
-            ..
-        } => ExitCode::from(u8::try_from(code.clamp(1, 255)).unwrap_or(1)),
-        JobOutcome::Failed { .. } => ExitCode::from(1),
-        JobOutcome::Aborted => ExitCode::from(130),
+    let started = Instant::now();
+    let mut records: Vec<Record> = Vec::new();
+    while let Some(step) = plan.next_step() {
+        let stage = |name: &str| {
+            plan.jobs()
+                .iter()
+                .find(|j| j.name == name)
+                .map(|j| j.stage.clone())
+                .unwrap_or_default()
+        };
+        match step {
+            Next::Skip { name, reason } => records.push(Record {
+                stage: stage(&name),
+                name,
+                status: Status::Skipped,
+                duration: None,
+                exit_code: None,
+                detail: reason,
+            }),
+            Next::Run(name) => {
+                let stage = stage(&name);
+                let prefix = terminal::prefix(&name, width, colour);
+                let mut payload = plan.payload(&name, &ctx).map_err(Failure::config)?;
+                point_at_snapshot(&mut payload, &snapshot, ctx.pipeline_id);
+                for warning in ignored_keys(&payload) {
+                    println!("{prefix}WARNING: {warning}");
+                }
+                let job_started = Instant::now();
+                let outcome = run_one(&payload, &runner, &control, prefix.clone(), colour).await;
+                let duration = job_started.elapsed();
+                let (result, mut record) = result_of(&payload, &state, outcome, &prefix);
+                let allowed = result.status == JobStatus::Failed
+                    && plan
+                        .jobs()
+                        .iter()
+                        .find(|j| j.name == name)
+                        .is_some_and(|j| j.allow_failure.allows(result.exit_code));
+                if allowed {
+                    record.status = Status::Warned;
+                    record.detail = format!("{}, allowed to fail", record.detail);
+                }
+                record.name = name.clone();
+                record.stage = stage;
+                record.duration = Some(duration);
+                records.push(record);
+                plan.record(&name, result).map_err(Failure::other)?;
+                if control.cancel.is_cancelled() || control.abort.is_cancelled() {
+                    break;
+                }
+            }
+        }
+    }
+    let interrupted = control.cancel.is_cancelled() || control.abort.is_cancelled();
+    if interrupted {
+        for j in plan.jobs() {
+            if !records.iter().any(|r| r.name == j.name) {
+                records.push(Record {
+                    name: j.name.clone(),
+                    stage: j.stage.clone(),
+                    status: Status::Skipped,
+                    duration: None,
+                    exit_code: None,
+                    detail: "not run: the pipeline was interrupted".to_owned(),
+                });
+            }
+        }
+    }
+    let passed = plan.succeeded() && !interrupted;
+    print!(
+        "{}",
+        summary::render(&records, started.elapsed(), passed, colour)
+    );
+    if records
+        .iter()
+        .any(|r| matches!(r.status, Status::Passed | Status::Warned | Status::Failed))
+    {
+        println!("artifacts of this run: {}", state.artifacts().display());
+    }
+    Ok(if interrupted {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else if passed {
+        ExitCode::SUCCESS
+    } else {
+        // The first failed job's exit code, so a single job run exits as its script did.
+        let code = records
+            .iter()
+            .find(|r| r.status == Status::Failed)
+            .and_then(|r| r.exit_code)
+            .and_then(|c| u8::try_from(c.clamp(1, 255)).ok())
+            .unwrap_or(1);
+        ExitCode::from(code)
     })
+}
+
+/// `--manual` starts every manual job; a manual job named on the command line always runs.
+fn play_manual_jobs(
+    pipeline: &Pipeline,
+    plan: &mut Plan<'_>,
+    args: &ExecArgs,
+) -> Result<(), Failure> {
+    let named = |name: &str| {
+        args.job.as_deref().is_some_and(|wanted| {
+            name == wanted || pipeline.job(name).is_ok_and(|j| j.base_name == wanted)
+        })
+    };
+    let manual: Vec<String> = plan
+        .jobs()
+        .iter()
+        .filter(|j| j.when == JobWhen::Manual && (args.manual || named(&j.name)))
+        .map(|j| j.name.clone())
+        .collect();
+    for name in manual {
+        plan.play(&name).map_err(Failure::other)?;
+    }
+    Ok(())
+}
+
+/// The job fetches the snapshot instead of the project directory (GitLab's repository).
+fn point_at_snapshot(job: &mut JobResponse, snapshot: &source::Snapshot, pipeline_id: i64) {
+    job.git_info.repo_url = Secret::new(snapshot.url.clone());
+    job.git_info.sha = snapshot.commit.clone();
+    if job.git_info.refspecs.is_empty() {
+        // A project that is no repository has no branch to fetch: only the snapshot's HEAD.
+        job.git_info.refspecs = vec![format!("+HEAD:refs/pipelines/{pipeline_id}")];
+    }
+}
+
+/// What the shell executor cannot honour: `image` and `services` need containers.
+fn ignored_keys(job: &JobResponse) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let Some(image) = job.image.as_ref().filter(|i| !i.name.is_empty()) {
+        warnings.push(format!(
+            "`image: {}` is ignored: glrunner exec runs jobs with the shell executor, on this machine's tools",
+            image.name
+        ));
+    }
+    if !job.services.is_empty() {
+        let names: Vec<&str> = job.services.iter().map(|s| s.name.as_str()).collect();
+        warnings.push(format!(
+            "`services: [{}]` are ignored: the shell executor starts no service containers; start them \
+             yourself (and point the job at them with --env) if the job needs them",
+            names.join(", ")
+        ));
+    }
+    warnings
+}
+
+/// Run one job with the shell executor, its log mirrored to the terminal.
+async fn run_one(
+    job: &JobResponse,
+    runner: &RunnerContext,
+    control: &JobControl,
+    prefix: String,
+    colour: bool,
+) -> Result<JobOutcome, Failure> {
+    let mut masked = glrunner_job::variables::masked_values(job);
+    masked.retain(|v| !v.is_empty());
+    let log = terminal::JobLog::new(std::io::stdout(), prefix, colour);
+    let trace = Trace::new(TraceConfig {
+        masked_values: masked,
+        token_prefixes: MASKED_TOKEN_PREFIXES
+            .iter()
+            .map(|p| p.to_string())
+            .collect(),
+        limit_bytes: u64::MAX,
+        mirror: Some(Box::new(log)),
+    })
+    .map_err(|e| Failure::other(format!("cannot create the job log spool: {e}")))?;
+    let mut executor = ShellExecutor::new();
+    let outcome = run_job(job, runner, &mut executor, &trace, control).await;
+    trace.finish();
+    Ok(outcome)
+}
+
+/// The plan's view of a finished job (status, exit code, its archive and dotenv variables) and its
+/// line in the summary. A dotenv report GitLab would refuse fails the job, so it shows here rather
+/// than as missing variables later.
+fn result_of(
+    job: &JobResponse,
+    state: &ExecState,
+    outcome: Result<JobOutcome, Failure>,
+    prefix: &str,
+) -> (JobResult, Record) {
+    let mut record = Record {
+        name: String::new(),
+        stage: String::new(),
+        status: Status::Passed,
+        duration: None,
+        exit_code: None,
+        detail: String::new(),
+    };
+    let mut result = match outcome {
+        Ok(JobOutcome::Success) => JobResult::new(JobStatus::Success),
+        Ok(JobOutcome::Failed {
+            reason: FailureReason::JobCanceled,
+            ..
+        })
+        | Ok(JobOutcome::Aborted) => {
+            record.status = Status::Canceled;
+            record.detail = "canceled".to_owned();
+            JobResult::new(JobStatus::Canceled)
+        }
+        Ok(JobOutcome::Failed { reason, exit_code }) => {
+            record.status = Status::Failed;
+            record.exit_code = exit_code;
+            record.detail = match exit_code {
+                Some(code) => format!("exit code {code}"),
+                None => reason.as_str().to_owned(),
+            };
+            JobResult {
+                exit_code,
+                ..JobResult::new(JobStatus::Failed)
+            }
+        }
+        Err(f) => {
+            println!("{prefix}ERROR: {}", f.message);
+            record.status = Status::Failed;
+            record.detail = "could not start".to_owned();
+            JobResult::new(JobStatus::Failed)
+        }
+    };
+    match StoredArtifacts::read(&state.artifacts(), job.id) {
+        Ok(stored) => {
+            result.artifacts = stored.archive.as_ref().map(|a| LocalArtifacts {
+                path: a.path.clone(),
+                size: a.size,
+            });
+            match stored.dotenv() {
+                Some(Ok(variables)) => result.dotenv = variables,
+                Some(Err(e)) => {
+                    println!("{prefix}ERROR: {e}");
+                    if result.status == JobStatus::Success {
+                        result.status = JobStatus::Failed;
+                        record.status = Status::Failed;
+                        record.detail = "dotenv report refused".to_owned();
+                    }
+                }
+                None => {}
+            }
+        }
+        Err(e) => println!(
+            "{prefix}WARNING: the job's artifacts under {} could not be read ({e}); later jobs do not get them",
+            state.artifacts().display()
+        ),
+    }
+    (result, record)
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..8).unwrap_or(sha)
 }
 
 fn path_string(p: PathBuf) -> Result<String, Failure> {
     p.into_os_string().into_string().map_err(|p| {
         Failure::config(format!(
-            "path {p:?} is not UTF-8; glrunner exec needs UTF-8 paths"
+            "path {} is not UTF-8; glrunner exec needs UTF-8 paths\n  fix: run it in a directory whose path is UTF-8",
+            Path::new(&p).display()
         ))
     })
 }
 
-/// First Ctrl-C cancels gracefully (after_script still runs), the second aborts.
+/// First Ctrl-C cancels the running job gracefully (after_script and on-failure uploads still run)
+/// and runs no further jobs; the second aborts.
 fn cancel_on_ctrl_c(control: JobControl) {
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\ncanceling the job (press Ctrl-C again to abort)");
+            eprintln!("\ncanceling the pipeline (press Ctrl-C again to abort)");
             control.cancel.cancel();
             if tokio::signal::ctrl_c().await.is_ok() {
                 control.abort.cancel();
