@@ -6,12 +6,12 @@
 #[non_exhaustive]
 pub enum SpecError {
     #[error(
-        "`{key}` = {value:?} is not a Kubernetes quantity: {problem}. Write it like 500m or 2 for CPU and \
-         512Mi or 2Gi for memory and storage, in [runners.kubernetes] `{key}` (or the job variable that \
-         overrides it)"
+        "{source_name} = {value:?} is not a Kubernetes quantity: {problem}. Write it like 500m or 2 for \
+         CPU and 512Mi or 2Gi for memory and storage"
     )]
     Quantity {
         key: String,
+        source_name: String,
         value: String,
         problem: String,
     },
@@ -192,4 +192,172 @@ pub enum SpecError {
 
     #[error("`{key}` = {value} in [runners.kubernetes] must not be negative. Set it to 0 or more")]
     Negative { key: String, value: i64 },
+}
+
+impl SpecError {
+    /// The same error with `f` applied to every text it shows (to replace secrets by `[MASKED]`).
+    pub fn map_text(self, f: impl Fn(&str) -> String) -> Self {
+        let f = |s: String| f(&s);
+        use SpecError::*;
+        match self {
+            Quantity {
+                key,
+                source_name,
+                value,
+                problem,
+            } => Quantity {
+                key: f(key),
+                source_name: f(source_name),
+                value: f(value),
+                problem: f(problem),
+            },
+            OverwriteAboveMax {
+                variable,
+                value,
+                max_key,
+                max,
+            } => OverwriteAboveMax {
+                variable: f(variable),
+                value: f(value),
+                max_key: f(max_key),
+                max: f(max),
+            },
+            RequestAboveLimit {
+                container,
+                resource,
+                request,
+                limit,
+                request_key,
+                limit_key,
+            } => RequestAboveLimit {
+                container: f(container),
+                resource: f(resource),
+                request: f(request),
+                limit: f(limit),
+                request_key: f(request_key),
+                limit_key: f(limit_key),
+            },
+            Regex {
+                key,
+                pattern,
+                problem,
+            } => Regex {
+                key: f(key),
+                pattern: f(pattern),
+                problem: f(problem),
+            },
+            OverwriteNotAllowed {
+                variable,
+                value,
+                key,
+                pattern,
+            } => OverwriteNotAllowed {
+                variable: f(variable),
+                value: f(value),
+                key: f(key),
+                pattern: f(pattern),
+            },
+            OverwriteFormat {
+                variable,
+                value,
+                expected,
+            } => OverwriteFormat {
+                variable: f(variable),
+                value: f(value),
+                expected: f(expected),
+            },
+            Label {
+                source_name,
+                key,
+                value,
+                problem,
+            } => Label {
+                source_name: f(source_name),
+                key: f(key),
+                value: f(value),
+                problem: f(problem),
+            },
+            ProtectedKey {
+                source_name,
+                what,
+                key,
+            } => ProtectedKey {
+                source_name: f(source_name),
+                what: f(what),
+                key: f(key),
+            },
+            UnknownPullPolicy { source_name, value } => UnknownPullPolicy {
+                source_name: f(source_name),
+                value: f(value),
+            },
+            PullPolicyNotAllowed { requested, allowed } => PullPolicyNotAllowed {
+                requested: f(requested),
+                allowed: f(allowed),
+            },
+            ImageNotAllowed {
+                what,
+                image,
+                key,
+                patterns,
+            } => ImageNotAllowed {
+                what: f(what),
+                image: f(image),
+                key: f(key),
+                patterns: f(patterns),
+            },
+            Glob {
+                key,
+                pattern,
+                problem,
+            } => Glob {
+                key: f(key),
+                pattern: f(pattern),
+                problem: f(problem),
+            },
+            Volume {
+                kind,
+                name,
+                problem,
+            } => Volume {
+                kind: f(kind),
+                name: f(name),
+                problem: f(problem),
+            },
+            Toleration {
+                key,
+                effect,
+                problem,
+            } => Toleration {
+                key: f(key),
+                effect: f(effect),
+                problem: f(problem),
+            },
+            Name {
+                what,
+                value,
+                source_name,
+                problem,
+            } => Name {
+                what: f(what),
+                value: f(value),
+                source_name: f(source_name),
+                problem: f(problem),
+            },
+            HostAlias { value, problem } => HostAlias {
+                value: f(value),
+                problem: f(problem),
+            },
+            JobUser { value, problem } => JobUser {
+                value: f(value),
+                problem: f(problem),
+            },
+            SecretInPodSpec { what, path, hint } => SecretInPodSpec {
+                what: f(what),
+                path: f(path),
+                hint: f(hint),
+            },
+            Negative { key, value } => Negative { key: f(key), value },
+            e @ (NoImage | DnsNoneWithoutNameservers | SecretTooLarge { .. }) => e,
+        }
+    }
 }

@@ -202,7 +202,12 @@ impl PodPlan {
         job: &JobResponse,
         ctx: &JobContext<'_>,
     ) -> Result<PodPlan, SpecError> {
-        Builder::new(config, job, ctx).build()
+        let builder = Builder::new(config, job, ctx);
+        let mut guard = Guard::default();
+        // Whatever went wrong, the message never shows a secret.
+        builder
+            .build(&mut guard)
+            .map_err(|e| e.map_text(|s| guard.redact(s)))
     }
 
     /// A label selector (`k=v,…`) for every object of this job.
@@ -346,10 +351,12 @@ impl<'a> Builder<'a> {
         out
     }
 
-    fn build(mut self) -> Result<PodPlan, SpecError> {
+    /// Build the plan; `guard_out` gets the guard, so errors can be redacted.
+    fn build(mut self, guard_out: &mut Guard) -> Result<PodPlan, SpecError> {
         let (config, job, ctx, vars) = (self.config, self.job, self.ctx, self.vars);
         let registry = registry::collect(job, vars);
         self.guard = Guard::new(self.sensitive(&registry));
+        *guard_out = self.guard.clone();
         self.warnings.extend(registry.warnings.iter().cloned());
         let guard = self.guard.clone();
         let redact = move |s: &str| guard.redact(s);

@@ -214,11 +214,17 @@ fn key(t: Target, resource: &str, limit: bool) -> String {
     )
 }
 
-fn parse(key: &str, value: &str, shown: &str) -> Result<Quantity, SpecError> {
+/// Parse a quantity; errors show it through `redact` (a job variable could hold anything).
+fn parse(key: &str, value: &str, redact: &dyn Fn(&str) -> String) -> Result<Quantity, SpecError> {
     Quantity::parse(value).map_err(|e| SpecError::Quantity {
         key: key.to_owned(),
-        value: shown.to_owned(),
-        problem: e.to_string(),
+        source_name: if key.starts_with("KUBERNETES_") {
+            format!("the job variable {key}")
+        } else {
+            format!("`{key}` in [runners.kubernetes]")
+        },
+        value: redact(value),
+        problem: redact(&e.to_string()),
     })
 }
 
@@ -242,16 +248,16 @@ pub fn requirements(
         let max_key = format!("{key}_overwrite_max_allowed");
         let variable = format!("KUBERNETES_{}", key.to_uppercase());
         let mut chosen = match non_empty(s.value) {
-            Some(v) => Some(parse(&key, v, v)?),
+            Some(v) => Some(parse(&key, v, redact)?),
             None => None,
         };
         let max = match non_empty(s.max) {
-            Some(m) => Some(parse(&max_key, m, m)?),
+            Some(m) => Some(parse(&max_key, m, redact)?),
             None => None,
         };
         if let Some(wanted) = non_empty(vars.value(&variable)) {
             let shown = redact(wanted);
-            let wanted = parse(&variable, wanted, &shown)?;
+            let wanted = parse(&variable, wanted, redact)?;
             match max {
                 None => warnings.push(format!(
                     "the job sets {variable}={shown} but `{max_key}` is not set in [runners.kubernetes], \

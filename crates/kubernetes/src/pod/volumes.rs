@@ -137,6 +137,7 @@ pub fn user_volumes(config: &Volumes, vars: &Variables) -> Result<UserVolumes, S
 
     for v in &config.host_path {
         required("host_path", &v.name, "name", &v.name)?;
+        required("host_path", &v.name, "mount_path", &v.mount_path)?;
         let host_path = v
             .host_path
             .clone()
