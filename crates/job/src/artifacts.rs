@@ -82,6 +82,12 @@ pub(crate) fn write_download_artifacts(w: &mut BashWriter, sc: &ScriptContext<'_
 /// would expand `--name`, and made a file name as GitLab names uploads.
 fn local_entry_path(sc: &ScriptContext<'_>, dir: &str, a: &Artifact) -> String {
     let name = sc.variables.expand_value(&a.name);
+    // gitlab-runner's helper names an unnamed archive `artifacts`.
+    let name = if name.is_empty() {
+        "artifacts".to_owned()
+    } else {
+        name
+    };
     let file_name = match ArtifactFormat::parse(a.artifact_format.trim()) {
         Ok(format) => artifact_file_name(&name, format),
         // The helper refuses the format with the reason; the path only has to be valid.
