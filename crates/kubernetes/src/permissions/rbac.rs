@@ -64,6 +64,7 @@ impl Identity {
 }
 
 /// One rule: a resource (with subresource) of a group, its verbs, and why each verb is needed.
+#[derive(Debug, Clone, PartialEq)]
 struct Rule {
     group: &'static str,
     resource: String,
@@ -120,8 +121,8 @@ pub struct Manifests {
     /// Only when a permission is cluster-wide (`namespace_per_job`).
     pub cluster_role: Option<ClusterRole>,
     pub cluster_role_binding: Option<ClusterRoleBinding>,
-    namespaced_rules: Vec<(String, String, Vec<(Verb, &'static str)>)>,
-    cluster_rules: Vec<(String, String, Vec<(Verb, &'static str)>)>,
+    namespaced_rules: Vec<Rule>,
+    cluster_rules: Vec<Rule>,
 }
 
 /// Grant `perms` to `identity` in the job namespace `namespace`, in objects named `name`.
@@ -159,12 +160,6 @@ pub fn manifests(
             }),
         )
     };
-    let flat = |rules: Vec<Rule>| {
-        rules
-            .into_iter()
-            .map(|r| (r.group.to_owned(), r.resource, r.verbs))
-            .collect()
-    };
     Manifests {
         identity: identity.clone(),
         namespace: namespace.to_owned(),
@@ -179,8 +174,8 @@ pub fn manifests(
         },
         cluster_role,
         cluster_role_binding,
-        namespaced_rules: flat(namespaced),
-        cluster_rules: flat(cluster),
+        namespaced_rules: namespaced,
+        cluster_rules: cluster,
     }
 }
 
@@ -189,9 +184,14 @@ fn q(s: &str) -> String {
     serde_json::Value::String(s.to_owned()).to_string()
 }
 
-fn write_rules(out: &mut String, rules: &[(String, String, Vec<(Verb, &'static str)>)]) {
+fn write_rules(out: &mut String, rules: &[Rule]) {
     out.push_str("rules:\n");
-    for (group, resource, verbs) in rules {
+    for Rule {
+        group,
+        resource,
+        verbs,
+    } in rules
+    {
         // One comment line per reason, naming the verbs it covers.
         let mut reasons: Vec<(Vec<&str>, &str)> = Vec::new();
         for (verb, why) in verbs {

@@ -28,13 +28,13 @@ pub enum SpecError {
     },
 
     #[error(
-        "the {container} container would request {request} of {resource} but is limited to {limit}, which \
-         Kubernetes refuses. Make `{request_key}` at most `{limit_key}` in [runners.kubernetes] (or in the \
-         job variables that override them)"
+        "{what} would be requested at {request} but limited to {limit}, which Kubernetes refuses. Make \
+         `{request_key}` at most `{limit_key}` in [runners.kubernetes] (or in the job variables that \
+         override them)"
     )]
     RequestAboveLimit {
-        container: String,
-        resource: String,
+        /// For example "the build container's memory".
+        what: String,
         request: String,
         limit: String,
         request_key: String,
@@ -223,15 +223,13 @@ impl SpecError {
                 max: f(max),
             },
             RequestAboveLimit {
-                container,
-                resource,
+                what,
                 request,
                 limit,
                 request_key,
                 limit_key,
             } => RequestAboveLimit {
-                container: f(container),
-                resource: f(resource),
+                what: f(what),
                 request: f(request),
                 limit: f(limit),
                 request_key: f(request_key),

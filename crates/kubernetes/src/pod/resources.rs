@@ -31,10 +31,10 @@ impl Target {
 
     fn describe(self) -> &'static str {
         match self {
-            Target::Build => "build",
-            Target::Helper => "helper",
-            Target::Service => "service",
-            Target::Pod => "pod",
+            Target::Build => "build container's",
+            Target::Helper => "helper container's",
+            Target::Service => "service containers'",
+            Target::Pod => "pod's",
         }
     }
 }
@@ -284,8 +284,7 @@ pub fn requirements(
             && request > limit
         {
             return Err(SpecError::RequestAboveLimit {
-                container: target.describe().to_owned(),
-                resource: (*resource).to_owned(),
+                what: format!("the {} {resource}", target.describe()),
                 request: request.to_string(),
                 limit: limit.to_string(),
                 request_key: key(target, resource, false),
