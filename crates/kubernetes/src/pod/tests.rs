@@ -1425,3 +1425,75 @@ fn sh_quoting_survives_a_real_shell() {
     let out = run_sh(&format!("printf '%s' {}", sh_quote(tricky)), "");
     assert_eq!(out, tricky);
 }
+
+#[test]
+fn pull_secrets_follow_the_configuration() {
+    let mut c = config(SEED_CONFIG);
+    c.use_service_account_image_pull_secrets = Some(true);
+    let p = plan(&c, &seed_job()).unwrap();
+    assert!(
+        spec(&p).image_pull_secrets.is_none(),
+        "the service account's are used"
+    );
+    assert!(p.registry_secret.is_none());
+
+    let mut job = job_with(&[]);
+    job.credentials.clear();
+    job.variables.retain(|v| v.key != "DOCKER_AUTH_CONFIG");
+    let p = plan(&config(SEED_CONFIG), &job).unwrap();
+    assert!(p.registry_secret.is_none(), "no credentials, no Secret");
+    let pull: Vec<&str> = spec(&p)
+        .image_pull_secrets
+        .iter()
+        .flatten()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(pull, ["regcred"]);
+
+    let mut c = config(SEED_CONFIG);
+    c.image_pull_secrets = vec!["Not A Name".into()];
+    assert!(matches!(
+        plan(&c, &job).unwrap_err(),
+        SpecError::Name { .. }
+    ));
+}
+
+#[test]
+fn service_ports_get_valid_names() {
+    let mut job = job_with(&[]);
+    job.services = vec![glrunner_protocol::Image {
+        name: "9gag/api:1".into(),
+        alias: Some("9api".into()),
+        ports: vec![
+            glrunner_protocol::Port {
+                number: 8080,
+                name: None,
+                protocol: Some("http".into()),
+            },
+            glrunner_protocol::Port {
+                number: 8443,
+                name: Some("Not_Valid".into()),
+                protocol: None,
+            },
+        ],
+        ..glrunner_protocol::Image::default()
+    }];
+    let p = plan(&config(SEED_CONFIG), &job).unwrap();
+    let svc = &p.services[0];
+    let name = svc.metadata.name.clone().unwrap();
+    assert_eq!(name, "s9api-abcd1234");
+    assert!(
+        crate::names::is_dns1035_label(&name),
+        "Service names start with a letter"
+    );
+    let ports: Vec<String> = svc
+        .spec
+        .clone()
+        .unwrap()
+        .ports
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name.unwrap())
+        .collect();
+    assert_eq!(ports, ["port-8080", "port-8443"]);
+}

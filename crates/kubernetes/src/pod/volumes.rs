@@ -21,8 +21,6 @@ pub const RESERVED_NAMES: &[&str] = &["repo", "scripts", "logs", "cache", "varia
 pub struct UserVolumes {
     pub volumes: Vec<Volume>,
     pub mounts: Vec<VolumeMount>,
-    /// Mount paths of volumes that keep data beyond the pod (host_path, pvc, csi, nfs).
-    pub persistent_paths: Vec<String>,
 }
 
 impl UserVolumes {
@@ -70,7 +68,7 @@ fn required(kind: &str, name: &str, field: &str, value: &str) -> Result<(), Spec
 /// Build the user's volumes.
 pub fn user_volumes(config: &Volumes, vars: &Variables) -> Result<UserVolumes, SpecError> {
     let mut out = UserVolumes::default();
-    let mut add = |c: Common<'_>, volume_name: String, source: VolumeSource| {
+    let mut add = |c: Common<'_>, volume_name: String, source: Volume| {
         let err = |problem: String| SpecError::Volume {
             kind: c.kind.to_owned(),
             name: c.name.to_owned(),
@@ -114,9 +112,6 @@ pub fn user_volumes(config: &Volumes, vars: &Variables) -> Result<UserVolumes, S
                 )));
             }
         };
-        if source.persistent {
-            out.persistent_paths.push(mount_path.clone());
-        }
         out.mounts.push(VolumeMount {
             name: volume_name.clone(),
             mount_path,
@@ -130,7 +125,7 @@ pub fn user_volumes(config: &Volumes, vars: &Variables) -> Result<UserVolumes, S
         });
         out.volumes.push(Volume {
             name: volume_name,
-            ..source.volume
+            ..source
         });
         Ok(())
     };
@@ -161,13 +156,13 @@ pub fn user_volumes(config: &Volumes, vars: &Variables) -> Result<UserVolumes, S
                 propagation: v.mount_propagation.as_deref(),
             },
             v.name.clone(),
-            VolumeSource::persistent(Volume {
+            Volume {
                 host_path: Some(HostPathVolumeSource {
                     path: host_path,
                     type_: None,
                 }),
                 ..Volume::default()
-            }),
+            },
         )?;
     }
     for v in &config.pvc {
@@ -193,13 +188,13 @@ pub fn user_volumes(config: &Volumes, vars: &Variables) -> Result<UserVolumes, S
                 propagation: v.mount_propagation.as_deref(),
             },
             claim.clone(),
-            VolumeSource::persistent(Volume {
+            Volume {
                 persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
                     claim_name: claim,
                     read_only: v.read_only.filter(|r| *r),
                 }),
                 ..Volume::default()
-            }),
+            },
         )?;
     }
     for v in &config.config_map {
@@ -214,14 +209,14 @@ pub fn user_volumes(config: &Volumes, vars: &Variables) -> Result<UserVolumes, S
                 propagation: None,
             },
             v.name.clone(),
-            VolumeSource::ephemeral(Volume {
+            Volume {
                 config_map: Some(ConfigMapVolumeSource {
                     name: v.name.clone(),
                     items: items(&v.items),
                     ..ConfigMapVolumeSource::default()
                 }),
                 ..Volume::default()
-            }),
+            },
         )?;
     }
     for v in &config.secret {
@@ -236,14 +231,14 @@ pub fn user_volumes(config: &Volumes, vars: &Variables) -> Result<UserVolumes, S
                 propagation: None,
             },
             v.name.clone(),
-            VolumeSource::ephemeral(Volume {
+            Volume {
                 secret: Some(SecretVolumeSource {
                     secret_name: Some(v.name.clone()),
                     items: items(&v.items),
                     ..SecretVolumeSource::default()
                 }),
                 ..Volume::default()
-            }),
+            },
         )?;
     }
     for v in &config.empty_dir {
@@ -286,14 +281,14 @@ pub fn user_volumes(config: &Volumes, vars: &Variables) -> Result<UserVolumes, S
                 propagation: v.mount_propagation.as_deref(),
             },
             v.name.clone(),
-            VolumeSource::ephemeral(Volume {
+            Volume {
                 empty_dir: Some(EmptyDirVolumeSource {
                     medium,
                     size_limit,
                     ..EmptyDirVolumeSource::default()
                 }),
                 ..Volume::default()
-            }),
+            },
         )?;
     }
     for v in &config.csi {
@@ -309,7 +304,7 @@ pub fn user_volumes(config: &Volumes, vars: &Variables) -> Result<UserVolumes, S
                 propagation: None,
             },
             v.name.clone(),
-            VolumeSource::persistent(Volume {
+            Volume {
                 csi: Some(CSIVolumeSource {
                     driver: v.driver.clone(),
                     fs_type: v.fs_type.clone().filter(|f| !f.is_empty()),
@@ -319,7 +314,7 @@ pub fn user_volumes(config: &Volumes, vars: &Variables) -> Result<UserVolumes, S
                     node_publish_secret_ref: None,
                 }),
                 ..Volume::default()
-            }),
+            },
         )?;
     }
     for v in &config.nfs {
@@ -336,39 +331,17 @@ pub fn user_volumes(config: &Volumes, vars: &Variables) -> Result<UserVolumes, S
                 propagation: None,
             },
             v.name.clone(),
-            VolumeSource::persistent(Volume {
+            Volume {
                 nfs: Some(NFSVolumeSource {
                     server: v.server.clone(),
                     path: v.path.clone(),
                     read_only: v.read_only.filter(|r| *r),
                 }),
                 ..Volume::default()
-            }),
+            },
         )?;
     }
     Ok(out)
-}
-
-/// A volume's source and whether its data outlives the pod.
-struct VolumeSource {
-    volume: Volume,
-    persistent: bool,
-}
-
-impl VolumeSource {
-    fn persistent(volume: Volume) -> Self {
-        Self {
-            volume,
-            persistent: true,
-        }
-    }
-
-    fn ephemeral(volume: Volume) -> Self {
-        Self {
-            volume,
-            persistent: false,
-        }
-    }
 }
 
 /// An emptyDir volume named `name`.
