@@ -234,6 +234,23 @@ impl PodPlan {
         }
     }
 
+    /// After an image pull failure of `container`: switch it to its next pull policy (the pod must
+    /// then be created again) and return that policy, or `None` when there is no other policy to try.
+    pub fn next_pull_policy(&mut self, container: &str) -> Option<PullPolicy> {
+        let policies = self.pull_policies.get(container)?;
+        let spec = self.pod.spec.as_mut()?;
+        let c = spec
+            .containers
+            .iter_mut()
+            .chain(spec.init_containers.iter_mut().flatten())
+            .find(|c| c.name == container)?;
+        let current = c.image_pull_policy.as_deref()?;
+        let at = policies.iter().position(|p| p.as_kubernetes() == current)?;
+        let next = *policies.get(at + 1)?;
+        c.image_pull_policy = Some(next.as_kubernetes().to_owned());
+        Some(next)
+    }
+
     /// The log file stages append to.
     pub fn log_file(&self) -> String {
         format!("{}/output.log", self.logs_dir)

@@ -1497,3 +1497,21 @@ fn service_ports_get_valid_names() {
         .collect();
     assert_eq!(ports, ["port-8080", "port-8443"]);
 }
+
+#[test]
+fn pull_policy_fallback_walks_the_configured_order() {
+    let mut p = seed_plan();
+    assert_eq!(p.next_pull_policy("db"), Some(PullPolicy::Always));
+    assert_eq!(
+        container(&p, "db").image_pull_policy.as_deref(),
+        Some("Always")
+    );
+    assert_eq!(p.next_pull_policy("db"), None, "nothing left to try");
+    assert_eq!(
+        p.next_pull_policy("build"),
+        None,
+        "the job asked for if-not-present only"
+    );
+    assert_eq!(p.next_pull_policy("helper"), None, "pinned helper");
+    assert_eq!(p.next_pull_policy("no-such-container"), None);
+}
