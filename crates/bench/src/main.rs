@@ -2,6 +2,7 @@
 //! one) against the in-process test coordinator, measures it from /proc, runs a baseline in the same
 //! invocation, and rewrites its own section of BENCHMARKS.md.
 
+mod exec_pipeline;
 mod machine;
 mod procfs;
 mod report;
@@ -21,6 +22,8 @@ struct Cli {
 enum Bench {
     /// GitLab's manager sizing test with the shell executor: N parallel jobs each writing a 4 MB log.
     ManagerSizing(sizing::Args),
+    /// `glrunner exec` of a 20-job pipeline next to `gitlab-ci-local --force-shell-executor`.
+    ExecPipeline(exec_pipeline::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -30,6 +33,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.bench {
         Bench::ManagerSizing(args) => runtime.block_on(sizing::run(args)),
+        Bench::ExecPipeline(args) => exec_pipeline::run(args),
     }
 }
 

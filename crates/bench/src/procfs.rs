@@ -49,3 +49,49 @@ fn clock_ticks_per_second() -> u64 {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(100)
 }
+
+/// Resident memory of `root` and all its descendants now, in bytes: the sum of VmRSS over the
+/// process tree (found through each process's parent in /proc/<pid>/stat). Processes that exit while
+/// the tree is read are skipped.
+pub fn tree_rss(root: u32) -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // After the command name (which may contain spaces): state, then the parent's pid.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    tree.iter()
+        .filter_map(|pid| memory(*pid).ok())
+        .map(|(rss, _)| rss)
+        .sum()
+}
