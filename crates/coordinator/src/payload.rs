@@ -340,39 +340,19 @@ fn resolve(
     if !visiting.insert(i) {
         return None;
     }
-    let mut out = String::with_capacity(var.value.len());
-    let value = var.value.as_str();
-    let mut rest = value;
-    while let Some(pos) = rest.find('$') {
-        out.push_str(&rest[..pos]);
-        let after = &rest[pos + 1..];
-        let (name, consumed) = if let Some(inner) = after.strip_prefix('{') {
-            match inner.find('}') {
-                Some(end) => (&inner[..end], end + 2),
-                None => ("", 0),
-            }
-        } else {
-            let end = after
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(after.len());
-            (&after[..end], end)
-        };
+    let out = glrunner_protocol::expand::gitlab_expand(&var.value, |name| {
         let target = index
             .get(name)
             .copied()
-            .filter(|&j| !name.is_empty() && !vars[j].file && !vars[j].raw);
+            .filter(|&j| !vars[j].file && !vars[j].raw);
         match target {
-            Some(j) => {
-                out.push_str(&resolve(j, vars, index, resolved, visiting)?);
-                rest = &after[consumed..];
-            }
-            None => {
-                out.push('$');
-                rest = after;
-            }
+            Some(j) => resolve(j, vars, index, resolved, visiting)
+                .map(Some)
+                .ok_or(()),
+            None => Ok(None),
         }
-    }
-    out.push_str(rest);
+    })
+    .ok()?;
     visiting.remove(&i);
     resolved.insert(i, out.clone());
     Some(out)

@@ -229,30 +229,11 @@ fn exists(patterns: &[String], facts: &Facts) -> bool {
 
 /// `$VAR` and `${VAR}` replaced by defined variables; undefined ones stay as written.
 pub fn expand(text: &str, variables: &HashMap<String, String>) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(dollar) = rest.find('$') {
-        out.push_str(&rest[..dollar]);
-        let after = &rest[dollar + 1..];
-        let (name, consumed) = if let Some(braced) = after.strip_prefix('{') {
-            match braced.find('}') {
-                Some(end) => (&braced[..end], end + 2),
-                None => ("", 0),
-            }
-        } else {
-            let end = after
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(after.len());
-            (&after[..end], end)
-        };
-        match variables.get(name).filter(|_| !name.is_empty()) {
-            Some(value) => out.push_str(value),
-            None => out.push_str(&rest[dollar..dollar + 1 + consumed]),
-        }
-        rest = &after[consumed..];
+    let lookup = |name: &str| Ok::<_, std::convert::Infallible>(variables.get(name).cloned());
+    match glrunner_protocol::expand::gitlab_expand(text, lookup) {
+        Ok(v) => v,
+        Err(never) => match never {},
     }
-    out.push_str(rest);
-    out
 }
 
 /// Read a `rules:` list. `owner` names it in errors ("job `deploy`", "`workflow:`", …); `job` is set

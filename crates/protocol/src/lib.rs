@@ -6,6 +6,7 @@
 //! expected reads as empty, and unknown enum values are kept as [`When::Unknown`]-style variants, so a
 //! newer GitLab can never make a job undecodable after it was assigned.
 
+pub mod expand;
 pub mod failure;
 pub mod headers;
 pub mod job;
