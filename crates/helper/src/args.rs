@@ -17,6 +17,9 @@ pub enum HelperArgs {
     CacheArchive(CacheArchiveArgs),
     /// Restore a cache from a local file or a presigned download URL; exits 2 when there is no cache.
     CacheExtract(CacheExtractArgs),
+    /// Stream a job's log file from a byte offset, following it (the Kubernetes executor's log
+    /// stream); exits 100 when the file is deleted.
+    ReadLogs(crate::logs::ReadLogsArgs),
 }
 
 /// Where the project is.

@@ -10,6 +10,7 @@ pub mod args;
 pub mod artifacts;
 pub mod cache;
 pub mod error;
+pub mod logs;
 pub mod output;
 
 pub use args::HelperArgs;
@@ -30,6 +31,8 @@ pub enum Exit {
     Failure,
     /// `cache-extract` found no cache (so the script can try the next key).
     CacheMissing,
+    /// `read-logs`: the log file was deleted while it was followed (gitlab-runner's code).
+    LogFileGone,
 }
 
 impl Exit {
@@ -38,6 +41,7 @@ impl Exit {
             Self::Success => 0,
             Self::Failure => 1,
             Self::CacheMissing => 2,
+            Self::LogFileGone => 100,
         }
     }
 }
@@ -45,6 +49,16 @@ impl Exit {
 /// Runs one subcommand, printing its lines to `out`.
 pub async fn run(args: HelperArgs, out: &mut Output<'_>) -> Exit {
     let result = match &args {
+        // Streams on the process's own stdin, stdout and stderr.
+        HelperArgs::ReadLogs(a) => {
+            return logs::read_logs(
+                a,
+                tokio::io::stdin(),
+                tokio::io::stdout(),
+                tokio::io::stderr(),
+            )
+            .await;
+        }
         // Artifacts kept on this machine need no token.
         HelperArgs::ArtifactsUpload(a) if a.file.is_some() => {
             artifacts::save(a, out).map(|()| Exit::Success)
