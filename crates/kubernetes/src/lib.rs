@@ -9,6 +9,8 @@
 //!   from it.
 //! - [`quantity`], [`names`]: Kubernetes quantities and naming rules.
 
+pub mod api;
+pub mod connection;
 pub mod names;
 pub mod permissions;
 pub mod pod;

@@ -477,6 +477,14 @@ pub const CATALOGUE: &[Permission] = &[
         Always,
         "the start-up permission check (like kubectl auth can-i)",
     )),
+    every_user(p(
+        "authentication.k8s.io",
+        "selfsubjectreviews",
+        "",
+        Create,
+        Always,
+        "say at start-up which identity the manager runs as (like kubectl auth whoami)",
+    )),
 ];
 
 /// The permissions `config` needs, in catalogue order. With `namespace_per_job` the job namespaces

@@ -65,6 +65,7 @@ fn default_configuration_needs_the_executors_core_set() {
             "events list",
             "events watch",
             "authorization.k8s.io/selfsubjectaccessreviews create",
+            "authentication.k8s.io/selfsubjectreviews create",
         ]
     );
     assert!(perms.iter().all(|p| p.scope != Scope::Cluster));
