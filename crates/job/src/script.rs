@@ -205,25 +205,101 @@ impl BashWriter {
         self.command(&["cd", dir]);
     }
 
+    /// `mkdir -p dir`, run only when `dir` is not a directory yet: most stages find it there, and a
+    /// process per stage is what makes short jobs slow.
     pub fn mkdir(&mut self, dir: &str) {
-        self.command(&["mkdir", "-p", dir]);
+        let d = escape(dir);
+        self.line(&format!("[ -d {d} ] || mkdir -p {d}"));
+        self.check_exit_code();
     }
 
+    /// `rm -r -f path`, run only when something is there.
     pub fn rm_rf(&mut self, path: &str) {
-        self.command(&["rm", "-r", "-f", path]);
+        let p = escape(path);
+        self.line(&format!(
+            "if [ -e {p} ] || [ -L {p} ]; then rm -r -f {p}; fi"
+        ));
+        self.check_exit_code();
     }
 
     pub fn rm_f(&mut self, path: &str) {
-        self.command(&["rm", "-f", path]);
+        self.rm_files(&[path]);
     }
 
-    /// Remove every file named `name` (a `find -name` pattern) below `dir`, if `dir` exists.
-    pub fn rm_files_recursive(&mut self, dir: &str, name: &str) {
+    /// `rm -f` of those of `paths` that exist, in one call, or none when none does.
+    pub fn rm_files(&mut self, paths: &[&str]) {
+        match paths {
+            [] => {}
+            [p] => {
+                let p = escape(p);
+                self.line(&format!("if [ -e {p} ] || [ -L {p} ]; then rm -f {p}; fi"));
+                self.check_exit_code();
+            }
+            _ => {
+                let list: Vec<String> = paths.iter().map(|p| escape(p)).collect();
+                self.line("_glrunner_rm=()");
+                self.line(&format!(
+                    "for _glrunner_f in {}; do if [ -e \"$_glrunner_f\" ] || [ -L \"$_glrunner_f\" ]; then _glrunner_rm+=(\"$_glrunner_f\"); fi; done",
+                    list.join(" ")
+                ));
+                self.line(
+                    "if [ ${#_glrunner_rm[@]} -gt 0 ]; then rm -f \"${_glrunner_rm[@]}\"; fi",
+                );
+                self.check_exit_code();
+                self.line("unset _glrunner_rm _glrunner_f");
+            }
+        }
+    }
+
+    /// Remove every regular file whose name matches one of `names` (`find -name` patterns) below
+    /// `dir`, if `dir` exists, without following symbolic links: `find <dir> ( -name <name> -o … )
+    /// -type f -exec rm -f {} +`, walked with bash builtins so that nothing is started unless a file
+    /// matches.
+    pub fn rm_files_recursive(&mut self, dir: &str, names: &[&str]) {
         self.if_dir(dir);
-        self.command(&[
-            "find", dir, "-name", name, "-type", "f", "-exec", "rm", "-f", "{}", "+",
-        ]);
+        self.line("_glrunner_rm_matching() {");
+        self.indent += 1;
+        self.line("local _glrunner_e _glrunner_p");
+        self.line("for _glrunner_e in \"$1\"/* \"$1\"/.[!.]* \"$1\"/..?*; do");
+        self.indent += 1;
+        self.line("if [ -L \"$_glrunner_e\" ]; then");
+        self.line("  :");
+        self.line("elif [ -d \"$_glrunner_e\" ]; then");
+        self.line("  _glrunner_rm_matching \"$_glrunner_e\" \"${@:2}\"");
+        self.line("elif [ -f \"$_glrunner_e\" ]; then");
+        self.line("  for _glrunner_p in \"${@:2}\"; do");
+        self.line("    case \"${_glrunner_e##*/}\" in $_glrunner_p) rm -f \"$_glrunner_e\"; break ;; esac");
+        self.line("  done");
+        self.line("fi");
+        self.indent -= 1;
+        self.line("done");
+        self.indent -= 1;
+        self.line("}");
+        let names: Vec<String> = names.iter().map(|n| escape(n)).collect();
+        self.line(&format!(
+            "_glrunner_rm_matching {} {}",
+            escape(dir),
+            names.join(" ")
+        ));
+        self.check_exit_code();
+        self.line("unset -f _glrunner_rm_matching");
         self.end_if();
+    }
+
+    /// Create `path` if it is missing (what `touch` is used for here), without a process.
+    pub fn create_file(&mut self, path: &str) {
+        self.line(&format!(": >> {}", escape(path)));
+        self.check_exit_code();
+    }
+
+    /// Write `content` to `path`, replacing it, without a process.
+    pub fn write_file(&mut self, path: &str, content: &str) {
+        self.line(&format!(
+            "printf '%s' {} > {}",
+            escape(content),
+            escape(path)
+        ));
+        self.check_exit_code();
     }
 
     /// A line of the job log, coloured by its level like gitlab-runner's.
@@ -372,7 +448,7 @@ impl ScriptContext<'_> {
         let path = self.gitlab_env_path();
         w.line(&format!("export GITLAB_ENV={}", escape(&path)));
         w.mkdir(&self.paths.tmp_dir);
-        w.command(&["touch", &path]);
+        w.create_file(&path);
         w.line(&format!(
             "while read -r line || [ -n \"$line\" ]; do [ -z \"$line\" ] || export \"$line\"; done < {}",
             escape(&path)
@@ -475,15 +551,19 @@ impl ScriptContext<'_> {
     /// external config (with the credential helper), and lock files a killed git left.
     pub fn cleanup(&self) -> String {
         let mut w = self.writer();
-        for key in self.variables.file_keys() {
-            w.rm_f(&self.variables.file_path(key));
-        }
-        w.rm_f(&self.gitlab_env_path());
-        w.rm_f(&format!(
+        let mut files: Vec<String> = self
+            .variables
+            .file_keys()
+            .into_iter()
+            .map(|key| self.variables.file_path(key))
+            .collect();
+        files.push(self.gitlab_env_path());
+        files.push(format!(
             "{}/{}",
             self.paths.tmp_dir,
             crate::sources::GIT_CONFIG_FILE
         ));
+        w.rm_files(&files.iter().map(String::as_str).collect::<Vec<_>>());
         w.rm_rf(&format!("{}/git-template", self.paths.tmp_dir));
         crate::sources::write_git_lock_cleanup(
             &mut w,
@@ -553,6 +633,183 @@ mod tests {
             let got = std::fs::read(dir.path().join(format!("v{i}"))).unwrap();
             assert_eq!(got, value.as_bytes(), "value {i}: {value:?}");
         }
+    }
+
+    /// Runs `w`'s script with `PATH` holding only a directory that logs every external command it
+    /// is asked for (then runs the real one), and returns the log: which processes the script started.
+    fn run_logging_commands(
+        w: BashWriter,
+        dir: &std::path::Path,
+    ) -> (std::process::Output, String) {
+        let bin = dir.join("logged-bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let log = dir.join("commands.log");
+        for name in ["rm", "mkdir", "touch", "find", "git"] {
+            let real = Command::new("bash")
+                .args(["-c", &format!("command -v {name}")])
+                .output()
+                .unwrap();
+            let real = String::from_utf8(real.stdout).unwrap();
+            let shim = bin.join(name);
+            std::fs::write(
+                &shim,
+                format!(
+                    "#!/bin/sh\necho \"{name} $*\" >> {}\nexec {} \"$@\"\n",
+                    escape(log.to_str().unwrap()),
+                    real.trim()
+                ),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let script = format!(
+            "export PATH={}\n{}",
+            escape(bin.to_str().unwrap()),
+            w.finish()
+        );
+        let out = Command::new("/bin/bash")
+            .args(["--noprofile", "--norc", "-c", &script])
+            .output()
+            .expect("bash runs");
+        let logged = std::fs::read_to_string(&log).unwrap_or_default();
+        (out, logged)
+    }
+
+    #[test]
+    fn file_commands_start_processes_only_when_there_is_work() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("work dir");
+        std::fs::create_dir_all(&d).unwrap();
+        let p = |name: &str| d.join(name).to_str().unwrap().to_owned();
+        std::fs::write(p("present"), "x").unwrap();
+        std::os::unix::fs::symlink(p("nowhere"), p("dangling")).unwrap();
+        std::fs::create_dir_all(p("tree/sub")).unwrap();
+
+        let mut w = BashWriter::new(ScriptOptions::default());
+        w.mkdir(&p("tree"));
+        w.rm_files(&[&p("absent-1"), &p("absent-2")]);
+        w.rm_f(&p("absent-3"));
+        w.rm_rf(&p("absent-dir"));
+        w.create_file(&p("created"));
+        w.write_file(&p("written"), "it's\n$HOME `id`\n");
+        let (out, logged) = run_logging_commands(w, tmp.path());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(logged, "", "nothing to do, nothing started");
+        assert_eq!(std::fs::read_to_string(p("created")).unwrap(), "");
+        assert_eq!(
+            std::fs::read_to_string(p("written")).unwrap(),
+            "it's\n$HOME `id`\n"
+        );
+
+        let mut w = BashWriter::new(ScriptOptions::default());
+        w.mkdir(&p("new/deep"));
+        w.rm_files(&[&p("present"), &p("absent-1"), &p("dangling")]);
+        w.rm_rf(&p("tree"));
+        let (out, logged) = run_logging_commands(w, tmp.path());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<&str> = logged.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                format!("mkdir -p {}", p("new/deep")),
+                format!("rm -f {} {}", p("present"), p("dangling")),
+                format!("rm -r -f {}", p("tree")),
+            ],
+            "one process per command with work, existing paths only"
+        );
+        assert!(d.join("new/deep").is_dir());
+        assert!(!d.join("present").exists() && d.join("dangling").symlink_metadata().is_err());
+        assert!(!d.join("tree").exists());
+
+        // rm -f of a directory still fails the script, as it did before.
+        std::fs::create_dir_all(p("a-dir")).unwrap();
+        let mut w = BashWriter::new(ScriptOptions::default());
+        w.rm_files(&[&p("a-dir"), &p("absent-1")]);
+        w.line("echo never");
+        let (out, _) = run_logging_commands(w, tmp.path());
+        assert!(!out.status.success());
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("never"));
+    }
+
+    #[test]
+    fn recursive_removal_matches_find_without_following_links() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("refs");
+        let outside = tmp.path().join("outside");
+        for dir in ["heads/feature", ".hidden", "tags"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        std::fs::create_dir_all(&outside).unwrap();
+        for file in [
+            "heads/main.lock",
+            "heads/main",
+            "heads/feature/x.lock",
+            ".hidden/.dot.lock",
+            "..odd.lock",
+            "tags/v1",
+            "index.lock",
+        ] {
+            std::fs::write(root.join(file), "x").unwrap();
+        }
+        std::fs::write(outside.join("keep.lock"), "x").unwrap();
+        std::fs::create_dir_all(root.join("tags/dir.lock")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("linked")).unwrap();
+        std::os::unix::fs::symlink(outside.join("keep.lock"), root.join("link.lock")).unwrap();
+
+        let expected_gone = [
+            "heads/main.lock",
+            "heads/feature/x.lock",
+            ".hidden/.dot.lock",
+            "..odd.lock",
+            "index.lock",
+        ];
+        let mut w = BashWriter::new(ScriptOptions::default());
+        w.rm_files_recursive(root.to_str().unwrap(), &["*.lock"]);
+        w.rm_files_recursive(tmp.path().join("missing").to_str().unwrap(), &["*.lock"]);
+        let (out, logged) = run_logging_commands(w, tmp.path());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for gone in expected_gone {
+            assert!(!root.join(gone).exists(), "{gone} should be removed");
+        }
+        assert_eq!(logged.lines().count(), expected_gone.len(), "{logged}");
+        assert!(!logged.contains("find"), "{logged}");
+        for kept in ["heads/main", "tags/v1", "tags/dir.lock"] {
+            assert!(root.join(kept).exists(), "{kept} must stay");
+        }
+        assert!(outside.join("keep.lock").exists(), "links are not followed");
+        assert!(
+            root.join("link.lock").symlink_metadata().is_ok(),
+            "a link is no regular file"
+        );
+
+        // Several names at once, and nothing started when nothing matches.
+        std::fs::write(root.join("heads/HEAD.lock"), "x").unwrap();
+        std::fs::write(root.join("tags/config.lock"), "x").unwrap();
+        let mut w = BashWriter::new(ScriptOptions::default());
+        w.rm_files_recursive(root.to_str().unwrap(), &["HEAD.lock", "config.lock"]);
+        w.rm_files_recursive(root.to_str().unwrap(), &["*.nothing"]);
+        std::fs::remove_file(tmp.path().join("commands.log")).unwrap();
+        let (out, logged) = run_logging_commands(w, tmp.path());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(logged.lines().count(), 2, "{logged}");
+        assert!(!root.join("heads/HEAD.lock").exists() && !root.join("tags/config.lock").exists());
     }
 
     #[test]

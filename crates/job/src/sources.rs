@@ -186,14 +186,19 @@ const SUBMODULE_HINT: &str = "updating the submodules failed. If git says \"Auth
 /// and stale ref locks.
 pub(crate) fn write_git_lock_cleanup(w: &mut BashWriter, project_dir: &str, submodules: bool) {
     let git_dir = format!("{project_dir}/.git");
-    for f in STALE_GIT_FILES {
-        w.rm_f(&format!("{git_dir}/{f}"));
-        if submodules {
-            let name = f.rsplit('/').next().unwrap_or(f);
-            w.rm_files_recursive(&format!("{git_dir}/modules"), name);
-        }
+    let files: Vec<String> = STALE_GIT_FILES
+        .iter()
+        .map(|f| format!("{git_dir}/{f}"))
+        .collect();
+    w.rm_files(&files.iter().map(String::as_str).collect::<Vec<_>>());
+    if submodules {
+        let names: Vec<&str> = STALE_GIT_FILES
+            .iter()
+            .map(|f| f.rsplit('/').next().unwrap_or(f))
+            .collect();
+        w.rm_files_recursive(&format!("{git_dir}/modules"), &names);
     }
-    w.rm_files_recursive(&format!("{git_dir}/refs"), "*.lock");
+    w.rm_files_recursive(&format!("{git_dir}/refs"), &["*.lock"]);
 }
 
 /// The body of the get_sources stage.
@@ -404,23 +409,34 @@ fn include_pattern() -> String {
 }
 
 /// The template (new repositories include the external config) and the external config itself:
-/// credential helper, GitLab's CA and the HTTPS rewrites of `GIT_SUBMODULE_FORCE_HTTPS`.
+/// credential helper, GitLab's CA and the HTTPS rewrites of `GIT_SUBMODULE_FORCE_HTTPS`. Both files
+/// are written whole (what `git config -f` would leave in them), so setting them up starts no process.
 fn write_git_config(w: &mut BashWriter, git: &Git<'_>, template: &str) {
-    let sc = git.sc;
     let template_config = format!("{template}/config");
     w.mkdir(template);
-    w.rm_f(&template_config);
-    for (key, value) in [
-        ("init.defaultBranch", "none"),
-        ("fetch.recurseSubmodules", "false"),
-        ("credential.interactive", "never"),
-        ("gc.autoDetach", "false"),
-    ] {
-        w.command(&["git", "config", "-f", &template_config, key, value]);
-    }
+    w.write_file(&template_config, &template_config_text(&git.config));
+    w.write_file(&git.config, &external_config(git).text());
+}
 
-    let file = git.config.as_str();
-    w.rm_f(file);
+/// The config of new repositories: gitlab-runner's template settings and the external config.
+fn template_config_text(external: &str) -> String {
+    let mut c = GitConfig::default();
+    for (section, key, value) in [
+        ("init", "defaultBranch", "none"),
+        ("fetch", "recurseSubmodules", "false"),
+        ("credential", "interactive", "never"),
+        ("gc", "autoDetach", "false"),
+        ("include", "path", external),
+    ] {
+        c.add(section, None, key, value);
+    }
+    c.text()
+}
+
+/// The external config: credential helper, GitLab's CA and the HTTPS rewrites.
+fn external_config(git: &Git<'_>) -> GitConfig {
+    let sc = git.sc;
+    let mut c = GitConfig::default();
     // The remote's host, and GitLab's own when clone_url points elsewhere (submodules may live there).
     let mut bases: Vec<String> = git.remote.base.iter().cloned().collect();
     if let Some(b) = http_base(&sc.helper.gitlab_url)
@@ -431,25 +447,10 @@ fn write_git_config(w: &mut BashWriter, git: &Git<'_>, template: &str) {
     if git.remote.has_credentials() {
         let user = git.remote.username.as_deref().unwrap_or("gitlab-ci-token");
         for base in &bases {
-            let helper = format!("credential.{base}.helper");
-            w.command(&["git", "config", "-f", file, "--replace-all", &helper, ""]);
-            w.command(&[
-                "git",
-                "config",
-                "-f",
-                file,
-                "--add",
-                &helper,
-                CREDENTIAL_HELPER,
-            ]);
-            w.command(&[
-                "git",
-                "config",
-                "-f",
-                file,
-                &format!("credential.{base}.username"),
-                user,
-            ]);
+            // The empty entry first clears helpers configured elsewhere for this host.
+            c.add("credential", Some(base), "helper", "");
+            c.add("credential", Some(base), "helper", CREDENTIAL_HELPER);
+            c.add("credential", Some(base), "username", user);
         }
     }
     if sc
@@ -459,33 +460,93 @@ fn write_git_config(w: &mut BashWriter, git: &Git<'_>, template: &str) {
     {
         let ca = sc.variables.file_path(crate::variables::CA_FILE_VARIABLE);
         for base in &bases {
-            w.command(&[
-                "git",
-                "config",
-                "-f",
-                file,
-                &format!("http.{base}.sslCAInfo"),
-                &ca,
-            ]);
+            c.add("http", Some(base), "sslCAInfo", &ca);
         }
     }
     if sc.settings.submodule_force_https
         && let Some(https_base) = force_https_base(git)
     {
         for (replacement, original) in ssh_rewrites(&https_base, sc) {
-            w.command(&[
-                "git",
-                "config",
-                "-f",
-                file,
-                "--add",
-                &format!("url.{replacement}.insteadOf"),
-                &original,
-            ]);
+            c.add("url", Some(&replacement), "insteadOf", &original);
         }
     }
-    w.command(&["touch", file]);
-    include_git_config(w, &template_config, file);
+    c
+}
+
+/// A git config file written as a whole: sections in the order their first entry was added, each
+/// entry with git's quoting.
+#[derive(Debug, Default)]
+struct GitConfig {
+    sections: Vec<ConfigSection>,
+}
+
+/// `[name "subsection"]` and its `key = value` entries.
+#[derive(Debug)]
+struct ConfigSection {
+    name: String,
+    subsection: Option<String>,
+    entries: Vec<(String, String)>,
+}
+
+impl GitConfig {
+    fn add(&mut self, section: &str, subsection: Option<&str>, key: &str, value: &str) {
+        let entry = (key.to_owned(), value.to_owned());
+        match self
+            .sections
+            .iter_mut()
+            .find(|s| s.name == section && s.subsection.as_deref() == subsection)
+        {
+            Some(s) => s.entries.push(entry),
+            None => self.sections.push(ConfigSection {
+                name: section.to_owned(),
+                subsection: subsection.map(str::to_owned),
+                entries: vec![entry],
+            }),
+        }
+    }
+
+    fn text(&self) -> String {
+        let mut out = String::new();
+        for s in &self.sections {
+            match &s.subsection {
+                Some(sub) => out.push_str(&format!("[{} \"{}\"]\n", s.name, quote_subsection(sub))),
+                None => out.push_str(&format!("[{}]\n", s.name)),
+            }
+            for (key, value) in &s.entries {
+                out.push_str(&format!("\t{key} = {}\n", config_value(value)));
+            }
+        }
+        out
+    }
+}
+
+/// A subsection name inside `"…"`: only `"` and `\` need a backslash.
+fn quote_subsection(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// A value as git reads it back byte for byte: `\`, `"`, newline and tab escaped, and the whole value
+/// in double quotes when it holds a comment character or starts or ends with whitespace.
+fn config_value(v: &str) -> String {
+    let mut escaped = String::with_capacity(v.len() + 2);
+    for c in v.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            '\t' => escaped.push_str("\\t"),
+            c => escaped.push(c),
+        }
+    }
+    let quote = v.is_empty()
+        || v.contains([';', '#'])
+        || v.starts_with(char::is_whitespace)
+        || v.ends_with(char::is_whitespace);
+    if quote {
+        format!("\"{escaped}\"")
+    } else {
+        escaped
+    }
 }
 
 /// The HTTPS base `git@` submodule URLs are rewritten to: `clone_url`, else GitLab's URL.
@@ -748,6 +809,66 @@ mod tests {
         ];
         let body = script_for(&j, &vars, |_| {}).unwrap();
         assert!(body.contains("-- $':(exclude)libs/big'"), "{body}");
+    }
+
+    #[test]
+    fn config_files_read_back_through_git_as_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("conf");
+        let tricky = [
+            "",
+            "plain",
+            CREDENTIAL_HELPER,
+            " leading and trailing ",
+            "semi;colon #hash",
+            "back\\slash \"quotes\"",
+            "tab\tand\nnewline",
+            "/path with spaces/ca.pem",
+        ];
+        let mut c = GitConfig::default();
+        c.add("include", None, "path", "/tmp/p.tmp/.glrunner-git.conf");
+        for v in tricky {
+            c.add("credential", Some("https://h.example:8443"), "helper", v);
+        }
+        c.add("url", Some("https://h/\"odd\\"), "insteadOf", "git@h:");
+        c.add("url", Some("https://h/\"odd\\"), "insteadOf", "ssh://git@h");
+        std::fs::write(&file, c.text()).unwrap();
+        let get = |key: &str| {
+            let out = std::process::Command::new("git")
+                .args([
+                    "config",
+                    "-f",
+                    file.to_str().unwrap(),
+                    "--null",
+                    "--get-all",
+                    key,
+                ])
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .output()
+                .expect("git runs");
+            assert!(
+                out.status.success(),
+                "{key}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8(out.stdout).unwrap();
+            text.split_terminator('\0')
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(get("credential.https://h.example:8443.helper"), tricky);
+        assert_eq!(get("include.path"), ["/tmp/p.tmp/.glrunner-git.conf"]);
+        assert_eq!(
+            get("url.https://h/\"odd\\.insteadOf"),
+            ["git@h:", "ssh://git@h"]
+        );
+        let template = template_config_text("/b/p.tmp/.glrunner-git.conf");
+        std::fs::write(&file, template).unwrap();
+        assert_eq!(get("init.defaultBranch"), ["none"]);
+        assert_eq!(get("fetch.recurseSubmodules"), ["false"]);
+        assert_eq!(get("credential.interactive"), ["never"]);
+        assert_eq!(get("gc.autoDetach"), ["false"]);
+        assert_eq!(get("include.path"), ["/b/p.tmp/.glrunner-git.conf"]);
     }
 
     #[test]
