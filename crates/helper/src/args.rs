@@ -110,9 +110,21 @@ pub struct ArtifactsDownloadArgs {
     #[arg(long, value_name = "DIR", env = "ARCHIVER_STAGING_DIR")]
     pub staging_dir: Option<PathBuf>,
     /// Extract this local archive instead of downloading one (artifacts kept on this machine);
-    /// `--url` and `--id` are then not needed.
+    /// `--url` and `--id` are then not needed. Repeatable: the archives are extracted in turn, up to
+    /// the first that fails, so one call serves all of a job's dependencies.
     #[arg(long, value_name = "PATH", conflicts_with_all = ["url", "id"])]
-    pub file: Option<PathBuf>,
+    pub file: Vec<PathBuf>,
+    /// The job whose artifacts the `--file` at the same position holds; the job log then says
+    /// `Downloading artifacts for <NAME> (<ID>)...` before extracting it. Give one for every `--file`
+    /// or none. (Each occurrence adds its two values: `[id, name, id, name, …]`.)
+    #[arg(
+        long = "dependency",
+        num_args = 2,
+        value_names = ["ID", "NAME"],
+        allow_hyphen_values = true,
+        requires = "file"
+    )]
+    pub dependencies: Vec<String>,
 }
 
 /// Where a cache archive is: a local file, a presigned URL, or both (the file is then the local copy the

@@ -170,22 +170,39 @@ pub async fn download(
     )
 }
 
-/// Extracts the local archive `--file` into the project instead of downloading one.
+/// Extracts the local archives `--file` into the project, in order, instead of downloading them; each
+/// announced as its `--dependency` job's artifacts when those are given.
 pub fn extract_local(
     args: &ArtifactsDownloadArgs,
     out: &mut Output<'_>,
 ) -> Result<(), HelperError> {
-    let Some(archive) = args.file.as_deref() else {
+    if args.file.is_empty() {
         return Err(HelperError::NoDestination);
-    };
-    let dir = project_dir(&args.project)?;
-    if !archive.is_file() {
-        return Err(HelperError::MissingArchive {
-            path: archive.to_path_buf(),
+    }
+    let dependencies: Vec<&[String]> = args.dependencies.chunks(2).collect();
+    if !dependencies.is_empty() && dependencies.len() != args.file.len() {
+        return Err(HelperError::DependencyCount {
+            files: args.file.len(),
+            dependencies: dependencies.len(),
         });
     }
-    out.info(format!("Extracting artifacts from {}", archive.display()));
-    extract(archive, &dir, &archive.display().to_string(), out)
+    let dir = project_dir(&args.project)?;
+    for (i, archive) in args.file.iter().enumerate() {
+        if let Some([id, name]) = dependencies.get(i).copied() {
+            let id = id
+                .parse::<i64>()
+                .map_err(|_| HelperError::DependencyId { value: id.clone() })?;
+            out.message(&notice::downloading_artifacts(name, id));
+        }
+        if !archive.is_file() {
+            return Err(HelperError::MissingArchive {
+                path: archive.clone(),
+            });
+        }
+        out.info(format!("Extracting artifacts from {}", archive.display()));
+        extract(archive, &dir, &archive.display().to_string(), out)?;
+    }
+    Ok(())
 }
 
 /// Extracts a zip archive into `dir`; `what` names where it came from in the error.

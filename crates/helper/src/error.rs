@@ -79,6 +79,17 @@ pub enum HelperError {
     NoDestination,
 
     #[error(
+        "{dependencies} --dependency but {files} --file given: each archive needs its job, or none \
+         does. Fix: pass `--dependency <job id> <job name>` once for every `--file`, in the same order"
+    )]
+    DependencyCount { files: usize, dependencies: usize },
+
+    #[error(
+        "--dependency {value:?} is not a job id. Fix: pass `--dependency <job id> <job name>`, the id first"
+    )]
+    DependencyId { value: String },
+
+    #[error(
         "--url {shown} is not a URL: {problem}. Likely cause: the presigned cache URL was cut or quoted \
          wrongly in the job script. Fix: pass the URL as one quoted argument"
     )]

@@ -63,7 +63,7 @@ pub async fn run(args: HelperArgs, out: &mut Output<'_>) -> Exit {
         HelperArgs::ArtifactsUpload(a) if a.file.is_some() => {
             artifacts::save(a, out).map(|()| Exit::Success)
         }
-        HelperArgs::ArtifactsDownload(a) if a.file.is_some() => {
+        HelperArgs::ArtifactsDownload(a) if !a.file.is_empty() => {
             artifacts::extract_local(a, out).map(|()| Exit::Success)
         }
         HelperArgs::ArtifactsUpload(a) => match job_token() {

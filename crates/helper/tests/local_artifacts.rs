@@ -163,3 +163,106 @@ fn file_replaces_url_and_id_and_excludes_them() {
         "one destination, not two"
     );
 }
+
+#[tokio::test]
+async fn one_call_extracts_every_dependency_in_order_and_stops_at_the_first_failure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let mut archives = Vec::new();
+    for (id, content) in [(3, "first\n"), (5, "second\n")] {
+        let src = tmp.path().join(format!("job-{id}"));
+        write(&src, "out/shared.txt", content);
+        write(&src, &format!("out/{id}.txt"), content);
+        let archive = tmp.path().join(format!("store/{id}/archive/artifacts.zip"));
+        let (exit, out) = run(&[
+            "artifacts-upload",
+            "--file",
+            s(&archive),
+            "--project-dir",
+            s(&src),
+            "--path",
+            "out/",
+        ])
+        .await;
+        assert_eq!(exit, Exit::Success, "{out}");
+        archives.push(archive);
+    }
+    let (exit, out) = run(&[
+        "artifacts-download",
+        "--file",
+        s(&archives[0]),
+        "--dependency",
+        "3",
+        "build one",
+        "--file",
+        s(&archives[1]),
+        "--dependency",
+        "5",
+        "-odd-name",
+        "--project-dir",
+        s(&project),
+    ])
+    .await;
+    assert_eq!(exit, Exit::Success, "{out}");
+    let first = out
+        .find("Downloading artifacts for build one (3)...")
+        .expect(&out);
+    let first_extract = out
+        .find(&format!("Extracting artifacts from {}", s(&archives[0])))
+        .expect(&out);
+    let second = out
+        .find("Downloading artifacts for -odd-name (5)...")
+        .expect(&out);
+    let second_extract = out
+        .find(&format!("Extracting artifacts from {}", s(&archives[1])))
+        .expect(&out);
+    assert!(
+        first < first_extract && first_extract < second && second < second_extract,
+        "{out}"
+    );
+    assert!(project.join("out/3.txt").is_file() && project.join("out/5.txt").is_file());
+    assert_eq!(
+        std::fs::read_to_string(project.join("out/shared.txt")).unwrap(),
+        "second\n",
+        "later archives are extracted over earlier ones, as with one call each"
+    );
+
+    // A missing archive stops the run there: the one after it is not extracted.
+    let later = tmp.path().join("later");
+    std::fs::create_dir_all(&later).unwrap();
+    let (exit, out) = run(&[
+        "artifacts-download",
+        "--file",
+        s(&tmp.path().join("gone.zip")),
+        "--file",
+        s(&archives[1]),
+        "--project-dir",
+        s(&later),
+    ])
+    .await;
+    assert_eq!(exit, Exit::Failure, "{out}");
+    assert!(out.contains("ERROR: the artifacts archive"), "{out}");
+    assert!(!later.join("out/5.txt").exists(), "{out}");
+
+    // Labels must pair with archives.
+    let (exit, out) = run(&[
+        "artifacts-download",
+        "--file",
+        s(&archives[0]),
+        "--file",
+        s(&archives[1]),
+        "--dependency",
+        "3",
+        "build one",
+        "--project-dir",
+        s(&later),
+    ])
+    .await;
+    assert_eq!(exit, Exit::Failure, "{out}");
+    assert!(out.contains("1 --dependency but 2 --file given"), "{out}");
+    assert!(
+        !later.join("out/3.txt").exists(),
+        "nothing extracted: {out}"
+    );
+}
