@@ -15,9 +15,9 @@ use k8s_openapi::api::authorization::v1::{
 };
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{
-    AttachParams, AttachedProcess, DeleteParams, ListParams, ObjectList, PostParams, WatchEvent,
-    WatchParams,
+    AttachParams, DeleteParams, ListParams, ObjectList, PostParams, WatchEvent, WatchParams,
 };
+use kube::client::Connection;
 use kube::{Api, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -596,15 +596,15 @@ impl Kube {
         .await
     }
 
-    /// `pods/exec` (a WebSocket opened with a GET, authorized as `create` and `get`).
+    /// `pods/exec`: a WebSocket (opened with a GET, authorized as `create` and `get`) running
+    /// `command` in `params`' container; the caller speaks the channel protocol.
     pub async fn exec(
         &self,
         namespace: &str,
         pod: &str,
         command: &[String],
         params: &AttachParams,
-    ) -> Result<AttachedProcess, KubeError> {
-        let api: Api<Pod> = self.api(namespace);
+    ) -> Result<Connection, KubeError> {
         let t = Target {
             group: "",
             resource: "pods",
@@ -613,18 +613,24 @@ impl Kube {
             namespace,
             name: pod,
         };
-        self.call(t, || api.exec(pod, command.to_vec(), params))
-            .await
+        let request = kube::core::Request::new(Pod::url_path(&(), Some(namespace)));
+        self.call(t, || async {
+            let mut req = request
+                .exec(pod, command.to_vec(), params)
+                .map_err(kube::Error::BuildRequest)?;
+            req.extensions_mut().insert("exec");
+            self.client.connect(req).await
+        })
+        .await
     }
 
-    /// `pods/attach`.
+    /// `pods/attach`: a WebSocket to the main process of `params`' container.
     pub async fn attach(
         &self,
         namespace: &str,
         pod: &str,
         params: &AttachParams,
-    ) -> Result<AttachedProcess, KubeError> {
-        let api: Api<Pod> = self.api(namespace);
+    ) -> Result<Connection, KubeError> {
         let t = Target {
             group: "",
             resource: "pods",
@@ -633,7 +639,15 @@ impl Kube {
             namespace,
             name: pod,
         };
-        self.call(t, || api.attach(pod, params)).await
+        let request = kube::core::Request::new(Pod::url_path(&(), Some(namespace)));
+        self.call(t, || async {
+            let mut req = request
+                .attach(pod, params)
+                .map_err(kube::Error::BuildRequest)?;
+            req.extensions_mut().insert("attach");
+            self.client.connect(req).await
+        })
+        .await
     }
 
     /// A container's own output (`pods/log`), the last `tail` lines.

@@ -11,10 +11,13 @@
 
 pub mod api;
 pub mod connection;
+pub mod diagnose;
 pub mod names;
 pub mod permissions;
 pub mod pod;
 pub mod quantity;
+pub mod stream;
+pub mod watch;
 
 pub use permissions::{Permission, required};
 pub use pod::{JobContext, PodPlan, SpecError};

@@ -1,0 +1,414 @@
+//! Pod state from watches, never from polling (design decision 6): one label-selected pod watch per
+//! manager and namespace (LIST once, then WATCH from that resourceVersion, resuming after drops and
+//! re-listing on 410 Gone), and one watch of Warning events, both shared by every job of the manager
+//! and demultiplexed by pod name. A job subscribes before it creates its pod, so it sees everything
+//! that happens to it; what it gets is the latest [`PodState`], through a `tokio::sync::watch`.
+
+use crate::api::Kube;
+use crate::pod::LABEL_SYSTEM_ID;
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{ListParams, WatchEvent, WatchParams};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Warning events kept per pod (the latest ones).
+const MAX_WARNINGS: usize = 20;
+/// Pause before a watch that failed is opened again.
+const RETRY_WAIT: Duration = Duration::from_secs(1);
+/// The longest a watch request stays open before it is renewed.
+const WATCH_TIMEOUT_SECS: u32 = 290;
+
+/// A Warning event about a pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub reason: String,
+    pub message: String,
+    pub count: i32,
+    /// The object it is about, as `fieldPath` says (`spec.containers{build}`), if any.
+    pub field_path: String,
+}
+
+/// What is known about one pod.
+#[derive(Debug, Clone, Default)]
+pub struct PodState {
+    /// The pod as last seen; `None` before it was seen.
+    pub pod: Option<Arc<Pod>>,
+    /// The pod was deleted (its last state stays in `pod`).
+    pub deleted: bool,
+    /// Warning events about it, oldest first.
+    pub warnings: Vec<Warning>,
+    /// Bumped on every new warning, so readers can tell which ones they printed.
+    pub warnings_seen: u64,
+}
+
+type Subscribers = Mutex<HashMap<String, watch::Sender<PodState>>>;
+
+/// The watches of one namespace.
+struct Namespace {
+    pods: Subscribers,
+    stop: CancellationToken,
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Every watch of one manager. Dropping it stops them.
+pub struct Watches {
+    kube: Kube,
+    system_id: String,
+    events: bool,
+    namespaces: Mutex<HashMap<String, Arc<Namespace>>>,
+}
+
+impl std::fmt::Debug for Watches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watches")
+            .field("system_id", &self.system_id)
+            .field("events", &self.events)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A job's view of its pod; dropping it unsubscribes.
+pub struct Subscription {
+    pub rx: watch::Receiver<PodState>,
+    namespace: Weak<Namespace>,
+    name: String,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(ns) = self.namespace.upgrade() {
+            let mut subs = ns.pods.lock().unwrap_or_else(|e| e.into_inner());
+            // Only this receiver (and the sender) left: forget the pod.
+            if subs
+                .get(&self.name)
+                .is_some_and(|tx| tx.receiver_count() <= 1)
+            {
+                subs.remove(&self.name);
+            }
+        }
+    }
+}
+
+impl Subscription {
+    pub fn state(&self) -> PodState {
+        self.rx.borrow().clone()
+    }
+}
+
+impl Watches {
+    /// Watches of the pods labelled with `system_id`; `events`: also follow Warning events.
+    pub fn new(kube: Kube, system_id: &str, events: bool) -> Arc<Self> {
+        Arc::new(Self {
+            kube,
+            system_id: crate::names::sanitize_label_value(system_id),
+            events,
+            namespaces: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Follow pod `name` in `namespace` (which need not exist yet).
+    pub fn subscribe(&self, namespace: &str, name: &str) -> Subscription {
+        let ns = self.namespace(namespace);
+        let rx = {
+            let mut subs = ns.pods.lock().unwrap_or_else(|e| e.into_inner());
+            subs.entry(name.to_owned())
+                .or_insert_with(|| watch::Sender::new(PodState::default()))
+                .subscribe()
+        };
+        Subscription {
+            rx,
+            namespace: Arc::downgrade(&ns),
+            name: name.to_owned(),
+        }
+    }
+
+    fn namespace(&self, namespace: &str) -> Arc<Namespace> {
+        let mut map = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ns) = map.get(namespace) {
+            return ns.clone();
+        }
+        let ns = Arc::new(Namespace {
+            pods: Mutex::new(HashMap::new()),
+            stop: CancellationToken::new(),
+        });
+        map.insert(namespace.to_owned(), ns.clone());
+        let selector = format!("{LABEL_SYSTEM_ID}={}", self.system_id);
+        tokio::spawn(follow_pods(
+            self.kube.clone(),
+            namespace.to_owned(),
+            selector,
+            Arc::downgrade(&ns),
+            ns.stop.clone(),
+        ));
+        if self.events {
+            tokio::spawn(follow_events(
+                self.kube.clone(),
+                namespace.to_owned(),
+                Arc::downgrade(&ns),
+                ns.stop.clone(),
+            ));
+        }
+        ns
+    }
+}
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        for ns in self
+            .namespaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            ns.stop.cancel();
+        }
+    }
+}
+
+fn update(ns: &Weak<Namespace>, name: &str, f: impl FnOnce(&mut PodState)) -> bool {
+    let Some(ns) = ns.upgrade() else {
+        return false;
+    };
+    let subs = ns.pods.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(tx) = subs.get(name) {
+        tx.send_modify(f);
+    }
+    true
+}
+
+fn pod_name(pod: &Pod) -> &str {
+    pod.metadata.name.as_deref().unwrap_or_default()
+}
+
+/// LIST, then WATCH from its resourceVersion; again after a drop (from the last version seen) or
+/// after 410 Gone (from a new LIST). Ends when the namespace's watches are dropped.
+async fn follow_pods(
+    kube: Kube,
+    namespace: String,
+    selector: String,
+    ns: Weak<Namespace>,
+    stop: CancellationToken,
+) {
+    let mut version: Option<String> = None;
+    while !stop.is_cancelled() {
+        let rv = match &version {
+            Some(v) => v.clone(),
+            None => {
+                let params = ListParams::default().labels(&selector);
+                let listed = tokio::select! {
+                    () = stop.cancelled() => return,
+                    r = kube.list::<Pod>(&namespace, &params) => r,
+                };
+                match listed {
+                    Ok(list) => {
+                        let present: Vec<String> =
+                            list.items.iter().map(|p| pod_name(p).to_owned()).collect();
+                        for pod in list.items {
+                            let name = pod_name(&pod).to_owned();
+                            let pod = Arc::new(pod);
+                            if !update(&ns, &name, |s| {
+                                s.pod = Some(pod);
+                                s.deleted = false;
+                            }) {
+                                return;
+                            }
+                        }
+                        // Pods that went away while the watch was down.
+                        if let Some(n) = ns.upgrade() {
+                            for (name, tx) in
+                                n.pods.lock().unwrap_or_else(|e| e.into_inner()).iter()
+                            {
+                                if !present.contains(name) && tx.borrow().pod.is_some() {
+                                    tx.send_modify(|s| s.deleted = true);
+                                }
+                            }
+                        }
+                        list.metadata.resource_version.unwrap_or_default()
+                    }
+                    Err(e) => {
+                        tracing::warn!(%namespace, "listing the job pods failed: {e}");
+                        if pause(&stop).await {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        version = Some(rv.clone());
+        let params = WatchParams::default()
+            .labels(&selector)
+            .timeout(WATCH_TIMEOUT_SECS);
+        let stream = tokio::select! {
+            () = stop.cancelled() => return,
+            s = kube.watch::<Pod>(&namespace, &params, &rv) => s,
+        };
+        let mut stream = match stream {
+            Ok(s) => s.boxed(),
+            Err(e) => {
+                tracing::warn!(%namespace, "watching the job pods failed: {e}");
+                if e.code() == Some(410) {
+                    version = None;
+                }
+                if pause(&stop).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        loop {
+            let event = tokio::select! {
+                () = stop.cancelled() => return,
+                e = stream.next() => e,
+            };
+            match event {
+                None => break,
+                Some(Ok(WatchEvent::Added(pod) | WatchEvent::Modified(pod))) => {
+                    version = pod.metadata.resource_version.clone().or(version);
+                    let name = pod_name(&pod).to_owned();
+                    let pod = Arc::new(pod);
+                    if !update(&ns, &name, |s| {
+                        s.pod = Some(pod);
+                        s.deleted = false;
+                    }) {
+                        return;
+                    }
+                }
+                Some(Ok(WatchEvent::Deleted(pod))) => {
+                    version = pod.metadata.resource_version.clone().or(version);
+                    let name = pod_name(&pod).to_owned();
+                    let pod = Arc::new(pod);
+                    if !update(&ns, &name, |s| {
+                        s.pod = Some(pod);
+                        s.deleted = true;
+                    }) {
+                        return;
+                    }
+                }
+                Some(Ok(WatchEvent::Bookmark(b))) => {
+                    version = Some(b.metadata.resource_version);
+                }
+                Some(Ok(WatchEvent::Error(status))) => {
+                    if status.code == 410 {
+                        version = None;
+                    }
+                    break;
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(%namespace, "the pod watch broke: {e}");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Warning events about pods, from now on (a LIST gives the starting point).
+async fn follow_events(
+    kube: Kube,
+    namespace: String,
+    ns: Weak<Namespace>,
+    stop: CancellationToken,
+) {
+    let fields = "involvedObject.kind=Pod,type=Warning";
+    let mut version: Option<String> = None;
+    while !stop.is_cancelled() {
+        let rv = match &version {
+            Some(v) => v.clone(),
+            None => {
+                let params = ListParams::default().fields(fields).limit(1);
+                let listed = tokio::select! {
+                    () = stop.cancelled() => return,
+                    r = kube.list::<Event>(&namespace, &params) => r,
+                };
+                match listed {
+                    Ok(list) => list.metadata.resource_version.unwrap_or_default(),
+                    Err(e) => {
+                        tracing::warn!(%namespace, "listing pod events failed (pending pods are explained less): {e}");
+                        if pause(&stop).await {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        version = Some(rv.clone());
+        let params = WatchParams::default()
+            .fields(fields)
+            .timeout(WATCH_TIMEOUT_SECS);
+        let stream = tokio::select! {
+            () = stop.cancelled() => return,
+            s = kube.watch::<Event>(&namespace, &params, &rv) => s,
+        };
+        let mut stream = match stream {
+            Ok(s) => s.boxed(),
+            Err(e) => {
+                if e.code() == Some(410) {
+                    version = None;
+                }
+                if pause(&stop).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        loop {
+            let event = tokio::select! {
+                () = stop.cancelled() => return,
+                e = stream.next() => e,
+            };
+            match event {
+                None => break,
+                Some(Ok(WatchEvent::Added(ev) | WatchEvent::Modified(ev))) => {
+                    version = ev.metadata.resource_version.clone().or(version);
+                    let name = ev.involved_object.name.clone().unwrap_or_default();
+                    let warning = Warning {
+                        reason: ev.reason.clone().unwrap_or_default(),
+                        message: ev.message.clone().unwrap_or_default(),
+                        count: ev.count.unwrap_or(1),
+                        field_path: ev.involved_object.field_path.clone().unwrap_or_default(),
+                    };
+                    if !update(&ns, &name, |s| {
+                        s.warnings.retain(|w| {
+                            !(w.reason == warning.reason && w.message == warning.message)
+                        });
+                        s.warnings.push(warning);
+                        if s.warnings.len() > MAX_WARNINGS {
+                            s.warnings.remove(0);
+                        }
+                        s.warnings_seen += 1;
+                    }) {
+                        return;
+                    }
+                }
+                Some(Ok(WatchEvent::Deleted(_))) => {}
+                Some(Ok(WatchEvent::Bookmark(b))) => version = Some(b.metadata.resource_version),
+                Some(Ok(WatchEvent::Error(status))) => {
+                    if status.code == 410 {
+                        version = None;
+                    }
+                    break;
+                }
+                Some(Err(_)) => break,
+            }
+        }
+    }
+}
+
+/// Wait before trying again; true when told to stop meanwhile.
+async fn pause(stop: &CancellationToken) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => true,
+        () = tokio::time::sleep(RETRY_WAIT) => false,
+    }
+}
