@@ -49,7 +49,9 @@ fn with_ca(cmd: HelperCommand, sc: &ScriptContext<'_>) -> HelperCommand {
     }
 }
 
-/// The body of download_artifacts.
+/// The body of download_artifacts. Archives kept on this machine are all extracted by one helper
+/// call, which announces each dependency itself; from GitLab, each dependency is its own call with its
+/// own token.
 pub(crate) fn write_download_artifacts(w: &mut BashWriter, sc: &ScriptContext<'_>) {
     sc.write_exports(w);
     w.cd(&sc.paths.project_dir);
@@ -58,19 +60,28 @@ pub(crate) fn write_download_artifacts(w: &mut BashWriter, sc: &ScriptContext<'_
         sc.helper.program.as_deref(),
         "Artifacts downloading",
         |w, program| {
+            if sc.helper.local_artifacts.is_some() {
+                let mut cmd = HelperCommand::new("artifacts-download");
+                for d in with_archive(sc.job) {
+                    let file = d
+                        .artifacts_file
+                        .as_ref()
+                        .map_or("", |f| f.filename.as_str());
+                    cmd = cmd
+                        .flag("file", file)
+                        .flag("dependency", d.id.to_string())
+                        .arg(&d.name);
+                }
+                w.line(&cmd.line(program));
+                w.check_exit_code();
+                return;
+            }
             for d in with_archive(sc.job) {
                 w.message(&notice::downloading_artifacts(&d.name, d.id));
-                let cmd = match (&sc.helper.local_artifacts, &d.artifacts_file) {
-                    // Kept on this machine: the payload names the archive's local path.
-                    (Some(_), Some(file)) => HelperCommand::new("artifacts-download")
-                        .flag("file", file.filename.as_str()),
-                    _ => {
-                        let cmd = HelperCommand::new("artifacts-download")
-                            .flag("url", sc.helper.gitlab_url.as_str())
-                            .flag("id", d.id.to_string());
-                        with_ca(cmd, sc).env(JOB_TOKEN_ENV, &d.token)
-                    }
-                };
+                let cmd = HelperCommand::new("artifacts-download")
+                    .flag("url", sc.helper.gitlab_url.as_str())
+                    .flag("id", d.id.to_string());
+                let cmd = with_ca(cmd, sc).env(JOB_TOKEN_ENV, &d.token);
                 w.line(&cmd.line(program));
                 w.check_exit_code();
             }

@@ -71,6 +71,12 @@ impl HelperCommand {
         self
     }
 
+    /// A value on its own, after the flag it belongs to.
+    pub fn arg(mut self, value: impl Into<String>) -> Self {
+        self.args.push(value.into());
+        self
+    }
+
     /// `--name value` when there is a value.
     pub fn flag_opt(self, name: &str, value: Option<&str>) -> Self {
         match value.filter(|v| !v.is_empty()) {
