@@ -20,6 +20,9 @@
 //!     }
 //! }
 //! ```
+//! To run jobs at once, [`Plan::ready`] hands out every job whose prerequisites are done (each to
+//! run, or recorded as skipped); call it again after each [`Plan::record`] until [`Plan::is_done`].
+//!
 //! Whether a job runs follows GitLab: with the statuses of the jobs it waits for combined as GitLab
 //! combines them (an allowed failure counts as success, a manual job that may fail is ignored), an
 //! `on_success` job runs after success (stage jobs also after all-skipped), `on_failure` after a
@@ -139,7 +142,7 @@ pub struct LocalArtifacts {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobState {
     Pending,
-    /// Handed out by [`Plan::next_step`]; `id` once its payload was built.
+    /// Handed out by [`Plan::next_step`] or [`Plan::ready`]; `id` once its payload was built.
     Running {
         id: Option<i64>,
     },
@@ -165,8 +168,8 @@ pub enum PlanError {
     )]
     NotPlanned { name: String, planned: Vec<String> },
     #[error(
-        "job `{name}` was not handed out by Plan::next_step (it is {state})\n  fix: call Plan::next_step and run the \
-         job it returns"
+        "job `{name}` was not handed out by Plan::next_step or Plan::ready (it is {state})\n  fix: record only \
+         jobs those returned to run"
     )]
     NotRunning { name: String, state: &'static str },
 }
@@ -237,7 +240,8 @@ impl<'p> Plan<'p> {
     }
 
     /// The next job to run or skip; `None` when every job is done. A job handed out to run is handed
-    /// out again until its result is recorded.
+    /// out again until its result is recorded. Runs one job at a time; [`Plan::ready`] hands out every
+    /// job that can start.
     pub fn next_step(&mut self) -> Option<Next> {
         if let Some(i) = self
             .states
@@ -250,6 +254,43 @@ impl<'p> Plan<'p> {
             .states
             .iter()
             .position(|s| matches!(s, JobState::Pending))?;
+        Some(self.decide_job(i))
+    }
+
+    /// Every job whose turn has come, in run order: each pending job whose prerequisites have all
+    /// finished or been skipped is decided, as GitLab decides it when the last of them ends. Jobs to
+    /// run are marked running (run them at once, each with [`Plan::payload`] and [`Plan::record`]);
+    /// skipped ones are recorded, which may decide later jobs in the same call. Empty while the jobs
+    /// handed out still run; empty with [`Plan::is_done`] true when nothing is left.
+    pub fn ready(&mut self) -> Vec<Next> {
+        let mut steps = Vec::new();
+        for i in 0..self.jobs.len() {
+            if self.states[i] == JobState::Pending && self.prerequisites_done(i) {
+                steps.push(self.decide_job(i));
+            }
+        }
+        steps
+    }
+
+    /// Whether every job has finished or been skipped.
+    pub fn is_done(&self) -> bool {
+        self.states
+            .iter()
+            .all(|s| matches!(s, JobState::Finished { .. } | JobState::Skipped { .. }))
+    }
+
+    /// Whether every job job `i` waits for has finished or been skipped.
+    fn prerequisites_done(&self, i: usize) -> bool {
+        self.prerequisite_indices(i).into_iter().all(|j| {
+            matches!(
+                self.states[j],
+                JobState::Finished { .. } | JobState::Skipped { .. }
+            )
+        })
+    }
+
+    /// Decide pending job `i`: run it (marked running) or skip it (recorded, with the reason).
+    fn decide_job(&mut self, i: usize) -> Next {
         let job = &self.jobs[i];
         let (composite, culprit) = self.prerequisites(i);
         let dag = job.needs.is_some();
@@ -292,13 +333,13 @@ impl<'p> Plan<'p> {
         match decision {
             Ok(()) => {
                 self.states[i] = JobState::Running { id: None };
-                Some(Next::Run(name))
+                Next::Run(name)
             }
             Err(reason) => {
                 self.states[i] = JobState::Skipped {
                     reason: reason.clone(),
                 };
-                Some(Next::Skip { name, reason })
+                Next::Skip { name, reason }
             }
         }
     }
@@ -445,7 +486,7 @@ impl<'p> Plan<'p> {
                     }
                 }
                 JobState::Skipped { .. } => "skipped",
-                // Sequential order runs prerequisites first; anything else is still to come.
+                // Jobs are decided once their prerequisites are done; anything else is still to come.
                 JobState::Pending | JobState::Running { .. } => "pending",
             };
             if culprit.is_none() && matches!(status, "failed" | "canceled" | "manual" | "skipped") {

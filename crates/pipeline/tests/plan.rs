@@ -676,3 +676,124 @@ fn recording_out_of_turn_is_refused() {
     let first = plan.next_step();
     assert_eq!(first, plan.next_step());
 }
+
+/// The result a test run gives job `name` (lint fails as allowed, backend:test 2/3 fails).
+fn scripted_result(tmp: &std::path::Path, name: &str) -> JobResult {
+    let mut result = JobResult::new(JobStatus::Success);
+    match name {
+        "versions" => result.dotenv = vec![("VERSION".into(), "1.2.3".into())],
+        "backend:build" | "frontend:build" => result.artifacts = Some(archive(tmp, name)),
+        "backend:test 2/3" => {
+            result.status = JobStatus::Failed;
+            result.exit_code = Some(1);
+        }
+        "lint" => {
+            result.status = JobStatus::Failed;
+            result.exit_code = Some(3);
+        }
+        _ => {}
+    }
+    result
+}
+
+#[test]
+fn ready_hands_out_every_startable_job_and_decides_as_the_sequential_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = on(Some("feature/cart"), None);
+    let pipeline = shop(&ctx);
+
+    // One job at a time, as a reference.
+    let mut sequential = pipeline.plan(&ctx, &Selection::All).unwrap();
+    let mut sequential_skips = Vec::new();
+    while let Some(step) = sequential.next_step() {
+        match step {
+            Next::Run(name) => {
+                sequential.payload(&name, &ctx).unwrap();
+                sequential
+                    .record(&name, scripted_result(tmp.path(), &name))
+                    .unwrap();
+            }
+            Next::Skip { name, reason } => sequential_skips.push((name, reason)),
+        }
+    }
+
+    let mut plan = pipeline.plan(&ctx, &Selection::All).unwrap();
+    let first: Vec<Next> = plan.ready();
+    assert_eq!(
+        first,
+        [
+            Next::Run("versions".into()),
+            Next::Run("frontend:build".into()),
+            Next::Run("lint".into()),
+        ],
+        "the first wave starts at once"
+    );
+    assert!(plan.ready().is_empty(), "handed out once, not again");
+    let mut running: std::collections::VecDeque<String> = first
+        .into_iter()
+        .map(|n| match n {
+            Next::Run(name) => name,
+            Next::Skip { .. } => unreachable!(),
+        })
+        .collect();
+    let mut payloads = std::collections::HashMap::new();
+    for name in &running {
+        payloads.insert(name.clone(), plan.payload(name, &ctx).unwrap());
+    }
+    let mut skips = Vec::new();
+    let mut finished = Vec::new();
+    let mut rounds = 0;
+    // Jobs end in the order they started; after each, whatever became startable starts.
+    while let Some(name) = running.pop_front() {
+        rounds += 1;
+        assert!(rounds < 100, "the plan must come to an end");
+        plan.record(&name, scripted_result(tmp.path(), &name))
+            .unwrap();
+        finished.push(name.clone());
+        if name == "versions" {
+            assert!(
+                running.contains(&"frontend:build".to_owned()),
+                "still running"
+            );
+        }
+        for step in plan.ready() {
+            match step {
+                Next::Run(next) => {
+                    if next == "backend:build" {
+                        assert!(
+                            !finished.contains(&"frontend:build".to_owned()),
+                            "backend:build needs only versions, so it starts before frontend:build ends"
+                        );
+                    }
+                    payloads.insert(next.clone(), plan.payload(&next, &ctx).unwrap());
+                    running.push_back(next);
+                }
+                Next::Skip { name, reason } => skips.push((name, reason)),
+            }
+        }
+    }
+    assert!(plan.is_done());
+    assert!(plan.ready().is_empty());
+    // Same decisions as one job at a time: what is skipped, why, and how the pipeline ends.
+    skips.sort();
+    sequential_skips.sort();
+    assert_eq!(skips, sequential_skips);
+    assert_eq!(plan.succeeded(), sequential.succeeded());
+    for job in plan.jobs() {
+        let state = |p: &Plan<'_>| match p.state(&job.name) {
+            Some(JobState::Finished {
+                status, allowed, ..
+            }) => format!("{status:?} {allowed}"),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(state(&plan), state(&sequential), "{}", job.name);
+    }
+    let build = &payloads["backend:build"];
+    assert_eq!(value(build, "VERSION"), Some("1.2.3"));
+    let docs: Vec<&str> = payloads["docs"]
+        .dependencies
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
+    assert_eq!(docs, ["versions", "frontend:build", "backend:build"]);
+}
