@@ -225,4 +225,8 @@ pub struct ExecArgs {
     /// Executor (only shell for now).
     #[arg(long, default_value = "shell")]
     pub executor: String,
+    /// How many jobs run at once, each in its own checkout (CI_CONCURRENT_ID): jobs start as soon as
+    /// the jobs they wait for are done. Default: the number of cores.
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<std::num::NonZeroUsize>,
 }

@@ -599,3 +599,70 @@ async fn a_directory_that_is_no_repository_still_runs() {
         out.output
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_that_can_start_together_run_at_once_in_their_own_checkouts() {
+    let p = Project::new(&[(
+        ".gitlab-ci.yml",
+        r#"
+stages: [test, deploy]
+# a and b meet through two FIFOs: each blocks until the other job opens its end, so both pass only
+# when they run at the same time.
+a:
+  stage: test
+  script:
+    - echo "a in slot $CI_CONCURRENT_ID at $CI_PROJECT_DIR"
+    - timeout 30 bash -c 'echo from-a > "$MEET/a-to-b"; read -r line < "$MEET/b-to-a"; echo "a got $line"'
+    - echo a-only > a.txt
+b:
+  stage: test
+  script:
+    - echo "b in slot $CI_CONCURRENT_ID at $CI_PROJECT_DIR"
+    - timeout 30 bash -c 'read -r line < "$MEET/a-to-b"; echo "b got $line"; echo from-b > "$MEET/b-to-a"'
+    - test ! -e a.txt && echo "b does not see a's files"
+deploy:
+  stage: deploy
+  script: [echo "deploy after both"]
+"#,
+    )]);
+    let meet = p.tmp.path().join("meet");
+    std::fs::create_dir_all(&meet).unwrap();
+    for fifo in ["a-to-b", "b-to-a"] {
+        let status = Command::new("mkfifo")
+            .arg(meet.join(fifo))
+            .status()
+            .expect("mkfifo runs");
+        assert!(status.success());
+    }
+    let env = format!("MEET={}", meet.display());
+    let run = p.exec(&["--concurrency", "2", "--env", &env]).await;
+    run.code(0)
+        .has("a got from-b")
+        .has("b got from-a")
+        .has("b does not see a's files")
+        .has("up to 2 at a time");
+    let builds = p.state().join("builds/local");
+    let a_dir = builds.join("0");
+    let b_dir = builds.join("1");
+    let slot = |job: &str| {
+        run.output
+            .lines()
+            .filter(|l| !l.contains("$CI_CONCURRENT_ID"))
+            .find_map(|l| {
+                l.split_once(&format!("{job} in slot "))
+                    .map(|(_, r)| r.to_owned())
+            })
+            .unwrap_or_else(|| panic!("no slot line for {job}:\n{}", run.output))
+    };
+    let (a, b) = (slot("a"), slot("b"));
+    assert_ne!(a, b, "two jobs at once never share a checkout");
+    let dirs = [a_dir.display().to_string(), b_dir.display().to_string()];
+    assert!(dirs.iter().any(|d| a.contains(d.as_str())), "{a}");
+    assert!(dirs.iter().any(|d| b.contains(d.as_str())), "{b}");
+    assert!(run.at("deploy after both") > run.at("a got from-b"));
+    assert!(run.at("deploy after both") > run.at("b got from-a"));
+    // The summary keeps run order whatever order the jobs ended in.
+    let summary_a = run.output.rfind(&run.summary("a")).unwrap();
+    let summary_b = run.output.rfind(&run.summary("b")).unwrap();
+    assert!(summary_a < summary_b, "{}", run.output);
+}

@@ -29,10 +29,12 @@ use glrunner_protocol::token::MASKED_TOKEN_PREFIXES;
 use glrunner_protocol::{FailureReason, JobResponse, Secret};
 use glrunner_trace::{JobControl, Trace, TraceConfig};
 use state::ExecState;
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 use summary::{Record, Status};
+use tokio::task::JoinSet;
 
 /// The exit code after Ctrl-C, as a shell reports SIGINT.
 const EXIT_INTERRUPTED: u8 = 130;
@@ -103,11 +105,14 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
     }
     play_manual_jobs(&pipeline, &mut plan, &args)?;
 
+    let concurrency = args
+        .concurrency
+        .map_or_else(default_concurrency, std::num::NonZeroUsize::get);
     let state = ExecState::open(&dir, args.state_dir.as_deref())?;
     let snapshot = source::take(&dir, &ctx.git, &state.source()).map_err(Failure::other)?;
     let colour = terminal::colours();
     println!(
-        "glrunner exec: {} job(s) of {file_name} for {}; checkouts, caches and artifacts in {}",
+        "glrunner exec: {} job(s) of {file_name} for {}, up to {concurrency} at a time; checkouts, caches and artifacts in {}",
         plan.jobs().len(),
         summary::describe(&ctx),
         state.root().display()
@@ -146,55 +151,93 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
     cancel_on_ctrl_c(control.clone());
     let started = Instant::now();
     let mut records: Vec<Record> = Vec::new();
-    while let Some(step) = plan.next_step() {
-        let stage = |name: &str| {
-            plan.jobs()
-                .iter()
-                .find(|j| j.name == name)
-                .map(|j| j.stage.clone())
-                .unwrap_or_default()
-        };
-        match step {
-            Next::Skip { name, reason } => records.push(Record {
-                stage: stage(&name),
-                name,
-                status: Status::Skipped,
-                duration: None,
-                exit_code: None,
-                detail: reason,
-            }),
-            Next::Run(name) => {
-                let stage = stage(&name);
+    // Jobs the plan handed out to run, waiting for a free slot, in run order.
+    let mut queue: VecDeque<String> = VecDeque::new();
+    // Free slots (`CI_CONCURRENT_ID`, and the checkout directory); the lowest is taken first.
+    let mut free: Vec<usize> = (0..concurrency).rev().collect();
+    let mut running: JoinSet<Finished> = JoinSet::new();
+    loop {
+        let stopping = control.cancel.is_cancelled() || control.abort.is_cancelled();
+        if !stopping {
+            for step in plan.ready() {
+                match step {
+                    Next::Skip { name, reason } => records.push(Record {
+                        stage: stage_of(&plan, &name),
+                        name,
+                        status: Status::Skipped,
+                        duration: None,
+                        exit_code: None,
+                        detail: reason,
+                    }),
+                    Next::Run(name) => queue.push_back(name),
+                }
+            }
+            while !queue.is_empty() && !free.is_empty() {
+                let (Some(name), Some(slot)) = (queue.pop_front(), free.pop()) else {
+                    break;
+                };
                 let prefix = terminal::prefix(&name, width, colour);
-                let mut payload = plan.payload(&name, &ctx).map_err(Failure::config)?;
+                let mut payload = match plan.payload(&name, &ctx) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        // Stop what runs before giving up: its processes must not outlive the run.
+                        control.abort.cancel();
+                        while running.join_next().await.is_some() {}
+                        return Err(Failure::config(e));
+                    }
+                };
                 point_at_snapshot(&mut payload, &snapshot, ctx.pipeline_id);
                 for warning in ignored_keys(&payload) {
                     println!("{prefix}WARNING: {warning}");
                 }
-                let job_started = Instant::now();
-                let outcome = run_one(&payload, &runner, &control, prefix.clone(), colour).await;
-                let duration = job_started.elapsed();
-                let (result, mut record) = result_of(&payload, &state, outcome, &prefix);
-                let allowed = result.status == JobStatus::Failed
-                    && plan
-                        .jobs()
-                        .iter()
-                        .find(|j| j.name == name)
-                        .is_some_and(|j| j.allow_failure.allows(result.exit_code));
-                if allowed {
-                    record.status = Status::Warned;
-                    record.detail = format!("{}, allowed to fail", record.detail);
-                }
-                record.name = name.clone();
-                record.stage = stage;
-                record.duration = Some(duration);
-                records.push(record);
-                plan.record(&name, result).map_err(Failure::other)?;
-                if control.cancel.is_cancelled() || control.abort.is_cancelled() {
-                    break;
-                }
+                let job_runner = RunnerContext {
+                    concurrent_id: slot,
+                    ..runner.clone()
+                };
+                let job_control = control.clone();
+                let stage = stage_of(&plan, &name);
+                running.spawn(async move {
+                    let job_started = Instant::now();
+                    let outcome =
+                        run_one(&payload, &job_runner, &job_control, prefix.clone(), colour).await;
+                    Finished {
+                        name,
+                        stage,
+                        slot,
+                        payload,
+                        prefix,
+                        outcome,
+                        duration: job_started.elapsed(),
+                    }
+                });
             }
         }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        let done = joined.map_err(|e| {
+            Failure::other(format!(
+                "a job of the pipeline stopped unexpectedly ({e}); this is a bug in glrunner"
+            ))
+        })?;
+        free.push(done.slot);
+        free.sort_unstable_by(|a, b| b.cmp(a));
+        let (result, mut record) = result_of(&done.payload, &state, done.outcome, &done.prefix);
+        let allowed = result.status == JobStatus::Failed
+            && plan
+                .jobs()
+                .iter()
+                .find(|j| j.name == done.name)
+                .is_some_and(|j| j.allow_failure.allows(result.exit_code));
+        if allowed {
+            record.status = Status::Warned;
+            record.detail = format!("{}, allowed to fail", record.detail);
+        }
+        record.name = done.name.clone();
+        record.stage = done.stage;
+        record.duration = Some(done.duration);
+        records.push(record);
+        plan.record(&done.name, result).map_err(Failure::other)?;
     }
     let interrupted = control.cancel.is_cancelled() || control.abort.is_cancelled();
     if interrupted {
@@ -211,6 +254,8 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
             }
         }
     }
+    // The summary (and the exit code: the first failed job's) follows run order, not finishing order.
+    records.sort_by_key(|r| plan.jobs().iter().position(|j| j.name == r.name));
     let passed = plan.succeeded() && !interrupted;
     print!(
         "{}",
@@ -236,6 +281,31 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
             .unwrap_or(1);
         ExitCode::from(code)
     })
+}
+
+/// A job that ended, with what is needed to report it.
+struct Finished {
+    name: String,
+    stage: String,
+    /// The slot it ran in, free again.
+    slot: usize,
+    payload: JobResponse,
+    prefix: String,
+    outcome: Result<JobOutcome, Failure>,
+    duration: std::time::Duration,
+}
+
+fn stage_of(plan: &Plan<'_>, name: &str) -> String {
+    plan.jobs()
+        .iter()
+        .find(|j| j.name == name)
+        .map(|j| j.stage.clone())
+        .unwrap_or_default()
+}
+
+/// Jobs at once by default: one per core, as the jobs of a local pipeline mostly wait for processes.
+fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 /// `--manual` starts every manual job; a manual job named on the command line always runs.
