@@ -723,6 +723,50 @@ impl Kube {
         Ok(user)
     }
 
+    /// Create the namespace `name` (`namespace_per_job`), idempotently for the same job.
+    pub async fn create_namespace(
+        &self,
+        ns: &k8s_openapi::api::core::v1::Namespace,
+    ) -> Result<(), KubeError> {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let name = ns.metadata.name.clone().unwrap_or_default();
+        let t = Target {
+            group: "",
+            resource: "namespaces",
+            subresource: "",
+            verb: Verb::Create,
+            namespace: "",
+            name: &name,
+        };
+        let pp = PostParams::default();
+        match self.call(t, || api.create(&pp, ns)).await {
+            Ok(_) => Ok(()),
+            Err(KubeError::Conflict { message, .. }) if message.contains("already exists") => {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Delete the namespace `name` and everything in it; already gone is fine.
+    pub async fn delete_namespace(&self, name: &str) -> Result<(), KubeError> {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let t = Target {
+            group: "",
+            resource: "namespaces",
+            subresource: "",
+            verb: Verb::Delete,
+            namespace: "",
+            name,
+        };
+        let dp = DeleteParams::default();
+        match self.call(t, || api.delete(name, &dp)).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `GET /api/v1/namespaces/<name>`.
     pub async fn namespace_exists(&self, name: &str) -> Result<bool, KubeError> {
         let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());

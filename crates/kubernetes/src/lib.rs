@@ -12,11 +12,14 @@
 pub mod api;
 pub mod connection;
 pub mod diagnose;
+pub mod executor;
 pub mod names;
 pub mod permissions;
 pub mod pod;
+pub mod preflight;
 pub mod quantity;
 pub mod stream;
+pub mod sweep;
 pub mod watch;
 
 pub use permissions::{Permission, required};
