@@ -103,6 +103,22 @@ pub enum KubeError {
          credentials glrunner connects with (see its start-up line for which ones), then restart it"
     )]
     Unauthorized { message: String },
+    #[error(
+        "the service account {name:?} does not exist in the job namespace {namespace}, so the job's pod cannot be \
+         created ({message})\n  cause: service accounts do not cross namespaces; `service_account` (or the job \
+         variable KUBERNETES_SERVICE_ACCOUNT_OVERWRITE) names one that is not there\n  fix: `kubectl -n {namespace} \
+         create serviceaccount {name}`"
+    )]
+    MissingServiceAccount {
+        namespace: String,
+        name: String,
+        message: String,
+    },
+    #[error(
+        "the namespace {namespace} does not exist ({message})\n  fix: `kubectl create namespace {namespace}`, or set \
+         `namespace` in [runners.kubernetes] to an existing one"
+    )]
+    MissingNamespace { namespace: String, message: String },
     #[error("{what}: not found ({message})")]
     NotFound { what: String, message: String },
     #[error(
@@ -144,7 +160,8 @@ impl KubeError {
     /// The HTTP status the API server answered with, when there was one.
     pub fn code(&self) -> Option<u16> {
         match self {
-            KubeError::Forbidden { .. } => Some(403),
+            KubeError::Forbidden { .. } | KubeError::MissingServiceAccount { .. } => Some(403),
+            KubeError::MissingNamespace { .. } => Some(404),
             KubeError::Unauthorized { .. } => Some(401),
             KubeError::NotFound { .. } => Some(404),
             KubeError::Conflict { .. } => Some(409),
@@ -353,7 +370,27 @@ impl Kube {
     ) -> KubeError {
         match f.code {
             401 => KubeError::Unauthorized { message: f.message },
+            403 if f.message.contains("error looking up service account") => {
+                let name = f
+                    .message
+                    .split("serviceaccount \"")
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                    .unwrap_or_default()
+                    .to_owned();
+                KubeError::MissingServiceAccount {
+                    namespace: target.namespace.to_owned(),
+                    name,
+                    message: f.message,
+                }
+            }
             403 => self.forbidden(target, what, f.message),
+            404 if f.message.contains("namespaces \"") && target.verb == Verb::Create => {
+                KubeError::MissingNamespace {
+                    namespace: target.namespace.to_owned(),
+                    message: f.message,
+                }
+            }
             404 => KubeError::NotFound {
                 what,
                 message: f.message,

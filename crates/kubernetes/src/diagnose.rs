@@ -150,12 +150,7 @@ pub fn failure(state: &PodState, ctx: &Context) -> Option<PodFailure> {
     let reason = status.and_then(|s| s.reason.clone()).unwrap_or_default();
     let message = status.and_then(|s| s.message.clone()).unwrap_or_default();
     let phase = status.and_then(|s| s.phase.clone()).unwrap_or_default();
-    // Containers first: their reasons are more precise than the pod's.
-    for (c, init) in statuses(pod) {
-        if let Some(f) = container_failure(pod, c, init, ctx, &state.warnings) {
-            return Some(f);
-        }
-    }
+    // An evicted pod's containers were killed: the eviction is the cause.
     if reason == "Evicted" {
         return Some(PodFailure::new(
             FailureReason::RunnerSystemFailure,
@@ -189,6 +184,12 @@ pub fn failure(state: &PodState, ctx: &Context) -> Option<PodFailure> {
                 c.message.clone().unwrap_or_default()
             ),
         ));
+    }
+    // Then the containers: their reasons are more precise than the pod's phase.
+    for (c, init) in statuses(pod) {
+        if let Some(f) = container_failure(pod, c, init, ctx, &state.warnings) {
+            return Some(f);
+        }
     }
     if phase == "Failed" || phase == "Succeeded" {
         return Some(PodFailure::new(

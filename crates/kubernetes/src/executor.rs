@@ -50,8 +50,9 @@ const MAX_STARTS: u32 = 6;
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 /// After KILL, how long the stage's end is awaited.
 const KILL_WAIT: Duration = Duration::from_secs(5);
-/// Tries to open the log stream again after it broke, each after the pod's state was checked.
-const LOG_RECONNECTS: u32 = 5;
+/// How long the log stream is tried again (each time after the pod's state was checked) while its
+/// connections keep failing: a node's kubelet can be unreachable for a while (new nodes, restarts).
+const RECONNECT_WINDOW: Duration = Duration::from_secs(90);
 /// How long a stage script's delivery may take.
 const FILE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a pod deleted for another pull policy may take to go.
@@ -178,7 +179,10 @@ fn config_error(message: impl Into<String>) -> ExecutorError {
 
 fn kube_error(e: KubeError) -> ExecutorError {
     match e {
-        KubeError::Forbidden { .. } | KubeError::Unauthorized { .. } => config_error(e.to_string()),
+        KubeError::Forbidden { .. }
+        | KubeError::Unauthorized { .. }
+        | KubeError::MissingServiceAccount { .. }
+        | KubeError::MissingNamespace { .. } => config_error(e.to_string()),
         other => ExecutorError::system(other.to_string()),
     }
 }
@@ -348,6 +352,14 @@ struct Session {
     logs: Option<Conn>,
     /// Whether the current read-logs sent anything yet.
     logs_spoke: bool,
+    /// Log connections in a row that ended before delivering anything.
+    log_failures: u32,
+    /// When the first of them failed.
+    failing_since: Option<Instant>,
+    /// Why the last connection ended.
+    last_failure: String,
+    /// Attach connections in a row that closed before their stage started.
+    attach_failures: u32,
     stream: LogStream,
     stderr: Vec<u8>,
     /// Recent read-logs diagnostics, for error messages.
@@ -677,14 +689,42 @@ impl JobPod {
         ]
     }
 
-    /// Open the log stream (again: `after_drop`), checking the pod first when it broke.
+    /// Open the log stream (again: `after_drop`, after checking the pod). Connections that end
+    /// before delivering anything count as failures: after [`RECONNECT_WINDOW`] of them in a row the
+    /// stream is given up.
     async fn connect_logs(&mut self, after_drop: bool) -> Result<(), ExecutorError> {
         self.session.logs = None;
-        let mut last = String::new();
-        for attempt in 0..LOG_RECONNECTS {
-            if after_drop || attempt > 0 {
+        if after_drop {
+            if self.session.logs_spoke {
+                self.session.log_failures = 0;
+                self.session.failing_since = None;
+            } else {
+                self.session.log_failures += 1;
+            }
+        }
+        loop {
+            let since = match self.session.log_failures {
+                0 => None,
+                _ => Some(*self.session.failing_since.get_or_insert_with(Instant::now)),
+            };
+            if since.is_some_and(|s| s.elapsed() > RECONNECT_WINDOW) {
                 self.check_pod().await?;
-                tokio::time::sleep(Duration::from_millis(500) * 2u32.pow(attempt.min(4))).await;
+                return Err(ExecutorError::system(format!(
+                    "the job log stream of pod {}/{} could not be kept open ({} tries in {}s): {}",
+                    self.plan.namespace,
+                    self.plan.name,
+                    self.session.log_failures,
+                    RECONNECT_WINDOW.as_secs(),
+                    self.session.last_failure
+                )));
+            }
+            if after_drop {
+                self.check_pod().await?;
+            }
+            if self.session.log_failures > 0 {
+                let wait = Duration::from_millis(250) * 2u32.pow(self.session.log_failures.min(4));
+                let wait = wait.min(Duration::from_secs(3));
+                tokio::time::sleep(wait).await;
             }
             let params = AttachParams::default()
                 .container(HELPER_CONTAINER)
@@ -711,18 +751,16 @@ impl JobPod {
                     }
                     return Ok(());
                 }
-                Err(e) if e.is_transport() => last = e.to_string(),
+                Err(e) if e.is_transport() => {
+                    self.session.last_failure = e.to_string();
+                    self.session.log_failures += 1;
+                }
                 Err(e) => {
                     self.check_pod().await?;
                     return Err(kube_error(e));
                 }
             }
         }
-        self.check_pod().await?;
-        Err(ExecutorError::system(format!(
-            "the job log stream of pod {}/{} could not be opened again: {last}",
-            self.plan.namespace, self.plan.name
-        )))
     }
 
     /// Read the pod's real state; a failure there explains a broken connection better than the
@@ -872,7 +910,8 @@ impl JobPod {
         let rx = &mut self.sub.rx;
         async fn next(c: &mut Option<Conn>) -> Event {
             match c {
-                Some(c) if !c.is_closed() => c.next().await,
+                // Until its Closed event was taken, even if its task already ended.
+                Some(c) if !c.ended() => c.next().await,
                 _ => std::future::pending().await,
             }
         }
@@ -910,6 +949,8 @@ impl JobPod {
         match e {
             Event::Stdout(bytes) => {
                 self.session.logs_spoke = true;
+                self.session.log_failures = 0;
+                self.session.failing_since = None;
                 let mut items = Vec::new();
                 self.session
                     .stream
@@ -935,6 +976,7 @@ impl JobPod {
                 Ok(markers)
             }
             Event::Stderr(bytes) => {
+                self.session.logs_spoke = true;
                 self.session.stderr.extend_from_slice(&bytes);
                 while let Some(nl) = self.session.stderr.iter().position(|b| *b == b'\n') {
                     let line: Vec<u8> = self.session.stderr.drain(..=nl).collect();
@@ -944,33 +986,43 @@ impl JobPod {
                 Ok(Vec::new())
             }
             Event::Exit(status) => {
-                // read-logs ended by itself: it could not run, or the log file went away.
-                let code = status.as_ref().err().and_then(|s| Event::exit_code(s));
                 self.session.logs = None;
                 self.check_pod().await?;
-                if !self.session.logs_spoke || code == Some(100) {
-                    let fix = match code {
-                        Some(126 | 127) => format!(
-                            "\n  cause: the helper image has no `{}` on its PATH\n  fix: use the glrunner image as \
-                             `helper_image` in [runners.kubernetes]",
-                            self.cluster.helper_program
-                        ),
-                        _ => String::new(),
-                    };
-                    return Err(ExecutorError::system(format!(
-                        "`glrunner helper read-logs` in the helper container of pod {}/{} ended{}: {}{fix}",
-                        self.plan.namespace,
-                        self.plan.name,
-                        code.map(|c| format!(" with exit code {c}"))
-                            .unwrap_or_default(),
-                        self.diagnostics()
-                    )));
+                match status {
+                    Err(s) if Event::exit_code(&s).is_some() => {
+                        // read-logs itself ended: it cannot run here, or the log went away.
+                        let code = Event::exit_code(&s).unwrap_or_default();
+                        let fix = match code {
+                            126 | 127 => format!(
+                                "\n  cause: the helper image has no `{}` on its PATH\n  fix: use the glrunner image \
+                                 as `helper_image` in [runners.kubernetes]",
+                                self.cluster.helper_program
+                            ),
+                            _ => String::new(),
+                        };
+                        return Err(ExecutorError::system(format!(
+                            "`glrunner helper read-logs` in the helper container of pod {}/{} ended with exit code \
+                             {code}: {}{fix}",
+                            self.plan.namespace,
+                            self.plan.name,
+                            self.diagnostics()
+                        )));
+                    }
+                    Err(s) => {
+                        // The API server could not reach the container (the kubelet is unreachable, the
+                        // container restarts…): try again.
+                        let message = s.message.clone().unwrap_or_default();
+                        tracing::info!(pod = %self.plan.name, "the job log stream failed ({message}); trying again");
+                        self.session.last_failure = message;
+                    }
+                    Ok(()) => {}
                 }
                 self.connect_logs(true).await?;
                 Ok(Vec::new())
             }
             Event::Closed(why) => {
                 tracing::info!(pod = %self.plan.name, "the job log stream broke ({why}); resuming");
+                self.session.last_failure = why;
                 self.connect_logs(true).await?;
                 Ok(Vec::new())
             }
@@ -1042,7 +1094,10 @@ impl JobPod {
                 Wake::Log(e) => {
                     for m in self.on_log(e, Some(trace), Some(&path)).await? {
                         match m {
-                            Item::Started(_) => started = true,
+                            Item::Started(_) => {
+                                started = true;
+                                self.session.attach_failures = 0;
+                            }
                             Item::Exited { code, .. } => return Ok(StageExit::Exited(code)),
                             Item::Output(_) => {}
                         }
@@ -1051,6 +1106,18 @@ impl JobPod {
                 Wake::AttachGone(c) => {
                     self.drop_attach(c);
                     if c == container && !started {
+                        self.session.attach_failures += 1;
+                        if self.session.attach_failures > MAX_STARTS {
+                            self.check_pod().await?;
+                            return Err(ExecutorError::system(format!(
+                                "the attach connection to the {container} container of pod {}/{} keeps closing, so \
+                                 stage {} cannot be started",
+                                self.plan.namespace, self.plan.name, script.stage
+                            )));
+                        }
+                        let wait = Duration::from_millis(250)
+                            * 2u32.pow(self.session.attach_failures.min(4));
+                        tokio::time::sleep(wait).await;
                         // The line may not have arrived; the launcher ignores it if it did.
                         self.send_line(container, &start).await?;
                     }

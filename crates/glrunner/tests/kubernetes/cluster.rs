@@ -102,3 +102,61 @@ pub async fn start(kubelet: KubeletOptions, grant: bool) -> Option<KubeEnv> {
         kubeconfig,
     })
 }
+
+/// The pods of job `id` (by glrunner's job label).
+pub fn job_pods(c: &Cluster, id: i64) -> Vec<k8s_openapi::api::core::v1::Pod> {
+    c.store()
+        .list_as::<k8s_openapi::api::core::v1::Pod>(Some(JOB_NS))
+        .into_iter()
+        .filter(|p| {
+            p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("glrunner/job-id"))
+                .is_some_and(|v| *v == id.to_string())
+        })
+        .collect()
+}
+
+/// Objects in the job namespace that carry job `id`'s label, as `kind/name`.
+pub fn job_objects(c: &Cluster, id: i64) -> Vec<String> {
+    let store = c.store();
+    let label = |l: &Option<std::collections::BTreeMap<String, String>>| {
+        l.as_ref()
+            .and_then(|l| l.get("glrunner/job-id"))
+            .is_some_and(|v| *v == id.to_string())
+    };
+    let mut out = Vec::new();
+    for p in store.list_as::<k8s_openapi::api::core::v1::Pod>(Some(JOB_NS)) {
+        if label(&p.metadata.labels) {
+            out.push(format!("pod/{}", p.metadata.name.unwrap_or_default()));
+        }
+    }
+    for s in store.list_as::<k8s_openapi::api::core::v1::Secret>(Some(JOB_NS)) {
+        if label(&s.metadata.labels) {
+            out.push(format!("secret/{}", s.metadata.name.unwrap_or_default()));
+        }
+    }
+    for s in store.list_as::<k8s_openapi::api::core::v1::Service>(Some(JOB_NS)) {
+        if label(&s.metadata.labels) {
+            out.push(format!("service/{}", s.metadata.name.unwrap_or_default()));
+        }
+    }
+    out
+}
+
+/// Wait (woken by every change in the store, at most `secs`) until `pred` holds.
+pub async fn until(c: &Cluster, secs: u64, what: &str, mut pred: impl FnMut(&Cluster) -> bool) {
+    let mut rx = c.store().subscribe();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if pred(c) {
+            return;
+        }
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(_)) => panic!("the store went away while waiting for {what}"),
+            Err(_) => panic!("{what} did not happen within {secs}s"),
+        }
+    }
+}

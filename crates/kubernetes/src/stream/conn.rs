@@ -121,6 +121,12 @@ impl Conn {
         }
     }
 
+    /// Its `Closed` event was taken.
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// It cannot carry anything any more (ended, or its task finished).
     pub fn is_closed(&self) -> bool {
         self.ended || self.task.is_finished()
     }
