@@ -55,6 +55,8 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 const RECONNECT_WINDOW: Duration = Duration::from_secs(90);
 /// How long a stage script's delivery may take.
 const FILE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a broken connection waits for the pod's state to explain it.
+const POD_SETTLE: Duration = Duration::from_secs(5);
 /// How long a pod deleted for another pull policy may take to go.
 const RECREATE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -333,6 +335,7 @@ impl KubernetesExecutor {
             owned: false,
             session: Session::default(),
             seq: 0,
+            warnings_shown: 0,
         }));
         job.create(o.cancel, trace).await?;
         job.open_session().await
@@ -397,6 +400,8 @@ struct JobPod {
     session: Session,
     /// Stages run so far (each gets its own script name).
     seq: u32,
+    /// Warning events about the pod already in the job log.
+    warnings_shown: u64,
 }
 
 impl JobPod {
@@ -529,7 +534,7 @@ impl JobPod {
         let started = Instant::now();
         let deadline = started + timeout;
         let mut next_print = started + interval;
-        let mut warnings_shown = self.sub.rx.borrow().warnings_seen;
+
         let at = format!("{}/{}", self.plan.namespace, self.plan.name);
         loop {
             let state = self.current(uid);
@@ -581,13 +586,14 @@ impl JobPod {
                     format::line(trace, &format!("\t{r}"));
                 }
                 if show_warnings {
-                    let new = usize::try_from(state.warnings_seen - warnings_shown)
-                        .unwrap_or(usize::MAX)
-                        .min(state.warnings.len());
+                    let new =
+                        usize::try_from(state.warnings_seen.saturating_sub(self.warnings_shown))
+                            .unwrap_or(usize::MAX)
+                            .min(state.warnings.len());
                     for w in diagnose::warning_lines(&state, state.warnings.len() - new) {
                         format::warning(trace, &w);
                     }
-                    warnings_shown = state.warnings_seen;
+                    self.warnings_shown = state.warnings_seen;
                 }
                 next_print = now + interval;
             }
@@ -708,15 +714,15 @@ impl JobPod {
                 _ => Some(*self.session.failing_since.get_or_insert_with(Instant::now)),
             };
             if since.is_some_and(|s| s.elapsed() > RECONNECT_WINDOW) {
-                self.check_pod().await?;
-                return Err(ExecutorError::system(format!(
+                let error = ExecutorError::system(format!(
                     "the job log stream of pod {}/{} could not be kept open ({} tries in {}s): {}",
                     self.plan.namespace,
                     self.plan.name,
                     self.session.log_failures,
                     RECONNECT_WINDOW.as_secs(),
                     self.session.last_failure
-                )));
+                ));
+                return Err(self.explain(error).await);
             }
             if after_drop {
                 self.check_pod().await?;
@@ -755,10 +761,7 @@ impl JobPod {
                     self.session.last_failure = e.to_string();
                     self.session.log_failures += 1;
                 }
-                Err(e) => {
-                    self.check_pod().await?;
-                    return Err(kube_error(e));
-                }
+                Err(e) => return Err(self.explain(kube_error(e)).await),
             }
         }
     }
@@ -778,6 +781,24 @@ impl JobPod {
         match diagnose::failure(&state, &self.ctx) {
             Some(f) => Err(pod_error(f)),
             None => Ok(()),
+        }
+    }
+
+    /// What to report for `error`: the pod's failure when it has one, or shows one within
+    /// [`POD_SETTLE`] (a container killed with the pod is seen before the pod's status says why).
+    async fn explain(&mut self, error: ExecutorError) -> ExecutorError {
+        if let Err(e) = self.check_pod().await {
+            return e;
+        }
+        let deadline = Instant::now() + POD_SETTLE;
+        loop {
+            if let Some(f) = diagnose::failure(&self.sub.rx.borrow(), &self.ctx) {
+                return pod_error(f);
+            }
+            match tokio::time::timeout_at(deadline, self.sub.rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return error,
+            }
         }
     }
 
@@ -801,10 +822,7 @@ impl JobPod {
                 }
                 Ok(())
             }
-            Err(e) => {
-                self.check_pod().await?;
-                Err(kube_error(e))
-            }
+            Err(e) => Err(self.explain(kube_error(e)).await),
         }
     }
 
@@ -838,11 +856,11 @@ impl JobPod {
                 self.session.helper = None;
             }
         }
-        self.check_pod().await?;
-        Err(ExecutorError::system(format!(
+        let error = ExecutorError::system(format!(
             "a command could not be sent to the {container} container of pod {}/{}: its attach connection keeps closing",
             self.plan.namespace, self.plan.name
-        )))
+        ));
+        Err(self.explain(error).await)
     }
 
     /// Send a file to the scripts directory and wait until it is written, passing log output on
@@ -1000,13 +1018,14 @@ impl JobPod {
                             ),
                             _ => String::new(),
                         };
-                        return Err(ExecutorError::system(format!(
+                        let error = ExecutorError::system(format!(
                             "`glrunner helper read-logs` in the helper container of pod {}/{} ended with exit code \
                              {code}: {}{fix}",
                             self.plan.namespace,
                             self.plan.name,
                             self.diagnostics()
-                        )));
+                        ));
+                        return Err(self.explain(error).await);
                     }
                     Err(s) => {
                         // The API server could not reach the container (the kubelet is unreachable, the
@@ -1108,12 +1127,12 @@ impl JobPod {
                     if c == container && !started {
                         self.session.attach_failures += 1;
                         if self.session.attach_failures > MAX_STARTS {
-                            self.check_pod().await?;
-                            return Err(ExecutorError::system(format!(
+                            let error = ExecutorError::system(format!(
                                 "the attach connection to the {container} container of pod {}/{} keeps closing, so \
                                  stage {} cannot be started",
                                 self.plan.namespace, self.plan.name, script.stage
-                            )));
+                            ));
+                            return Err(self.explain(error).await);
                         }
                         let wait = Duration::from_millis(250)
                             * 2u32.pow(self.session.attach_failures.min(4));
@@ -1130,14 +1149,14 @@ impl JobPod {
                         continue;
                     }
                     if starts >= MAX_STARTS {
-                        self.check_pod().await?;
-                        return Err(ExecutorError::system(format!(
+                        let error = ExecutorError::system(format!(
                             "stage {} did not start in the {container} container of pod {}/{} after {starts} tries: \
                              its shell does not run the commands sent to it\n  cause: the image's entrypoint may \
                              not be a shell reading its input\n  fix: use an image with sh or bash, or set \
                              `entrypoint: [\"\"]` for it in .gitlab-ci.yml",
                             script.stage, self.plan.namespace, self.plan.name
-                        )));
+                        ));
+                        return Err(self.explain(error).await);
                     }
                     starts += 1;
                     self.send_line(container, &start).await?;

@@ -325,13 +325,21 @@ async fn follow_events(
         let rv = match &version {
             Some(v) => v.clone(),
             None => {
-                let params = ListParams::default().fields(fields).limit(1);
+                let params = ListParams::default().fields(fields);
                 let listed = tokio::select! {
                     () = stop.cancelled() => return,
                     r = kube.list::<Event>(&namespace, &params) => r,
                 };
                 match listed {
-                    Ok(list) => list.metadata.resource_version.unwrap_or_default(),
+                    Ok(list) => {
+                        // Events of pods followed already (a job subscribes before it creates its pod).
+                        for ev in &list.items {
+                            if !record_warning(&ns, ev) {
+                                return;
+                            }
+                        }
+                        list.metadata.resource_version.unwrap_or_default()
+                    }
                     Err(e) => {
                         tracing::warn!(%namespace, "listing pod events failed (pending pods are explained less): {e}");
                         if pause(&stop).await {
@@ -371,23 +379,7 @@ async fn follow_events(
                 None => break,
                 Some(Ok(WatchEvent::Added(ev) | WatchEvent::Modified(ev))) => {
                     version = ev.metadata.resource_version.clone().or(version);
-                    let name = ev.involved_object.name.clone().unwrap_or_default();
-                    let warning = Warning {
-                        reason: ev.reason.clone().unwrap_or_default(),
-                        message: ev.message.clone().unwrap_or_default(),
-                        count: ev.count.unwrap_or(1),
-                        field_path: ev.involved_object.field_path.clone().unwrap_or_default(),
-                    };
-                    if !update(&ns, &name, |s| {
-                        s.warnings.retain(|w| {
-                            !(w.reason == warning.reason && w.message == warning.message)
-                        });
-                        s.warnings.push(warning);
-                        if s.warnings.len() > MAX_WARNINGS {
-                            s.warnings.remove(0);
-                        }
-                        s.warnings_seen += 1;
-                    }) {
+                    if !record_warning(&ns, &ev) {
                         return;
                     }
                 }
@@ -403,6 +395,29 @@ async fn follow_events(
             }
         }
     }
+}
+
+/// Add a Warning event to its pod's state; false when the watches are gone.
+fn record_warning(ns: &Weak<Namespace>, ev: &Event) -> bool {
+    let name = ev.involved_object.name.clone().unwrap_or_default();
+    let warning = Warning {
+        reason: ev.reason.clone().unwrap_or_default(),
+        message: ev.message.clone().unwrap_or_default(),
+        count: ev.count.unwrap_or(1),
+        field_path: ev.involved_object.field_path.clone().unwrap_or_default(),
+    };
+    update(ns, &name, |s| {
+        if s.warnings.contains(&warning) {
+            return;
+        }
+        s.warnings
+            .retain(|w| !(w.reason == warning.reason && w.message == warning.message));
+        s.warnings.push(warning);
+        if s.warnings.len() > MAX_WARNINGS {
+            s.warnings.remove(0);
+        }
+        s.warnings_seen += 1;
+    })
 }
 
 /// Wait before trying again; true when told to stop meanwhile.

@@ -2,6 +2,7 @@
 //! cluster: the stages run in the right containers, the trace arrives, faults are explained.
 
 use crate::cluster::{self, KubeEnv};
+use glrunner_apiserver::Image;
 use glrunner_job::{JobOutcome, RunnerContext, run_job};
 use glrunner_kubernetes::connection::{ConnectOptions, connect};
 use glrunner_kubernetes::executor::Cluster;
@@ -558,4 +559,402 @@ async fn eviction_is_explained() {
         text.contains("was evicted by its node: The node was low on resource: memory"),
         "{text}"
     );
+}
+
+fn with_image(mut job: JobResponse, image: &str) -> JobResponse {
+    job.image = Some(glrunner_protocol::Image {
+        name: image.into(),
+        ..Default::default()
+    });
+    job
+}
+
+#[tokio::test]
+async fn image_pull_failures_fail_fast_with_their_cause() {
+    let kubelet = cluster::kubelet()
+        .image("registry.example.com/team/missing", Image::not_found())
+        .image(
+            "registry.unreachable.example/team/app",
+            Image::unreachable(),
+        )
+        .image(
+            "registry.example.com/team/private",
+            Image::host().private("ci", "registry-password"),
+        );
+    let Some(env) = cluster::start(kubelet, true).await else {
+        return;
+    };
+    let cluster = executor_cluster(&env, cluster::config()).await;
+    let started = std::time::Instant::now();
+    let cases = [
+        (
+            "registry.example.com/team/missing:1.0",
+            FailureReason::RunnerConfigurationError,
+            "does not exist in its registry",
+        ),
+        (
+            "registry.unreachable.example/team/app:2",
+            FailureReason::ImagePullFailure,
+            "could not reach the registry",
+        ),
+        (
+            "registry.example.com/team/private:3",
+            FailureReason::RunnerConfigurationError,
+            "`image_pull_secrets`",
+        ),
+    ];
+    for (i, (image, reason, cause)) in cases.into_iter().enumerate() {
+        let job = with_image(job(120 + i as i64, &["true"]), image);
+        let (outcome, text) = run(&cluster, &job, &JobControl::new()).await;
+        assert_eq!(outcome, failed(reason), "{image}: {text}");
+        assert!(
+            text.contains(&format!(
+                "the image {image:?} of the container build cannot be pulled"
+            )),
+            "{text}"
+        );
+        assert!(text.contains(cause), "{image}: {text}");
+    }
+    // Failed at once, not after `poll_timeout` (180 s).
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn the_next_pull_policy_is_tried_after_a_pull_failure() {
+    let kubelet = cluster::kubelet().image(
+        cluster::HELPER_IMAGE,
+        Image::glrunner(crate::support::bin()).present(),
+    );
+    let Some(env) = cluster::start(kubelet, true).await else {
+        return;
+    };
+    let mut config = cluster::config();
+    config.pull_policy = Some(glrunner_config::kubernetes::PullPolicies(vec![
+        glrunner_config::kubernetes::PullPolicy::Never,
+        glrunner_config::kubernetes::PullPolicy::IfNotPresent,
+    ]));
+    let cluster = executor_cluster(&env, config).await;
+    let (outcome, text) = run(
+        &cluster,
+        &job(130, &["echo second-pod-works"]),
+        &JobControl::new(),
+    )
+    .await;
+    assert_eq!(outcome, JobOutcome::Success, "{text}");
+    assert!(
+        text.contains("is not on the node and its pull policy is Never"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Attempt #2: Trying \"IfNotPresent\" pull policy for the build container"),
+        "{text}"
+    );
+    assert!(text.contains("\nsecond-pod-works"), "{text}");
+}
+
+#[tokio::test]
+async fn an_unschedulable_pod_fails_after_poll_timeout_with_the_schedulers_message() {
+    let Some(env) = cluster::start(cluster::kubelet(), true).await else {
+        return;
+    };
+    let mut config = cluster::config();
+    config.node_selector = [("pool".to_owned(), "gpu".to_owned())]
+        .into_iter()
+        .collect();
+    config.poll_timeout = Some(3);
+    let cluster = executor_cluster(&env, config).await;
+    let (outcome, text) = run(&cluster, &job(131, &["true"]), &JobControl::new()).await;
+    assert_eq!(
+        outcome,
+        failed(FailureReason::RunnerSystemFailure),
+        "{text}"
+    );
+    // While it waits, the log says why, every poll_interval (P1).
+    assert!(text.contains("to be running, status is Pending"), "{text}");
+    assert!(
+        text.contains("PodScheduled: Unschedulable \"0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."),
+        "{text}"
+    );
+    assert!(text.contains("Warning FailedScheduling"), "{text}");
+    assert!(
+        text.contains("could not be scheduled within 3s (`poll_timeout`)"),
+        "{text}"
+    );
+    assert!(text.contains("`node_selector`"), "{text}");
+    cluster::until(&env.cluster, 30, "the pod going away", |c| {
+        cluster::job_objects(c, 131).is_empty()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_secret_missing_in_the_job_namespace_fails_fast_with_the_command_that_copies_it() {
+    let Some(env) = cluster::start(cluster::kubelet(), true).await else {
+        return;
+    };
+    // Created where the manager runs, not where jobs run (catalogue K3).
+    env.cluster
+        .apply_yaml("apiVersion: v1\nkind: Secret\nmetadata:\n  name: gitlab-ca\n  namespace: ci-system\nstringData:\n  ca.crt: x\n")
+        .expect("secret");
+    let mut config = cluster::config();
+    config
+        .volumes
+        .secret
+        .push(glrunner_config::kubernetes::SecretVolume {
+            name: "gitlab-ca".into(),
+            mount_path: "/etc/gitlab-ca".into(),
+            ..Default::default()
+        });
+    let cluster = executor_cluster(&env, config).await;
+    let started = std::time::Instant::now();
+    let (outcome, text) = run(&cluster, &job(132, &["true"]), &JobControl::new()).await;
+    assert_eq!(
+        outcome,
+        failed(FailureReason::RunnerConfigurationError),
+        "{text}"
+    );
+    assert!(
+        text.contains("the Secret \"gitlab-ca\" does not exist in the job namespace ci-jobs"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kubectl -n ci-system get secret gitlab-ca -o yaml")
+            && text.contains("kubectl -n ci-jobs apply -f -"),
+        "{text}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[tokio::test]
+async fn a_missing_service_account_is_explained() {
+    let Some(env) = cluster::start(cluster::kubelet(), true).await else {
+        return;
+    };
+    let mut config = cluster::config();
+    config.service_account = Some("ci-builder".into());
+    let cluster = executor_cluster(&env, config).await;
+    let (outcome, text) = run(&cluster, &job(133, &["true"]), &JobControl::new()).await;
+    assert_eq!(
+        outcome,
+        failed(FailureReason::RunnerConfigurationError),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "the service account \"ci-builder\" does not exist in the job namespace ci-jobs"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("`kubectl -n ci-jobs create serviceaccount ci-builder`"),
+        "{text}"
+    );
+    // Nothing is left: the Secret created before the pod is deleted too.
+    cluster::until(&env.cluster, 30, "the job's Secret going away", |c| {
+        cluster::job_objects(c, 133).is_empty()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn services_are_reachable_by_alias_and_by_their_image_name() {
+    let Some(env) = cluster::start(cluster::kubelet(), true).await else {
+        return;
+    };
+    let cluster = executor_cluster(&env, cluster::config()).await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        l.local_addr().expect("addr").port()
+    };
+    let mut job = job(
+        134,
+        &[
+            &format!(
+                "for i in $(seq 100); do curl -fs http://web:{port}/ >/dev/null && break; sleep 0.1; done"
+            ),
+            &format!("curl -fsS -o /dev/null -w 'alias %{{http_code}}\\n' http://web:{port}/"),
+            &format!(
+                "curl -fsS -o /dev/null -w 'image name %{{http_code}}\\n' http://tutum-wordpress:{port}/"
+            ),
+        ],
+    );
+    job.services.push(glrunner_protocol::Image {
+        name: "tutum/wordpress:latest".into(),
+        alias: Some("web".into()),
+        command: vec![
+            "python3".into(),
+            "-m".into(),
+            "http.server".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+        ],
+        ..Default::default()
+    });
+    let (outcome, text) = run(&cluster, &job, &JobControl::new()).await;
+    assert_eq!(outcome, JobOutcome::Success, "{text}");
+    assert!(text.contains("\nalias 200"), "{text}");
+    assert!(text.contains("\nimage name 200"), "{text}");
+}
+
+#[tokio::test]
+async fn secrets_are_only_in_the_jobs_secret() {
+    let Some(env) = cluster::start(cluster::kubelet(), true).await else {
+        return;
+    };
+    let cluster = executor_cluster(&env, cluster::config()).await;
+    let secret = "S3cret-Value-For-K8s-Jobs";
+    let mut job = job(
+        135,
+        &[
+            "echo \"the secret is $DEPLOY_KEY\"",
+            "echo started",
+            "sleep 3135",
+        ],
+    );
+    job.variables.push(JobVariable {
+        masked: true,
+        public: false,
+        ..JobVariable::new("DEPLOY_KEY", secret)
+    });
+    let control = JobControl::new();
+    let (handle, out) = spawn(&cluster, job, ctx(), control.clone());
+    out.wait_for("\nstarted").await;
+    let store = env.cluster.store();
+    let mut everything = String::new();
+    for p in store.list_as::<k8s_openapi::api::core::v1::Pod>(None) {
+        everything.push_str(&serde_json::to_string(&p).expect("json"));
+    }
+    for s in store.list_as::<k8s_openapi::api::core::v1::Service>(None) {
+        everything.push_str(&serde_json::to_string(&s).expect("json"));
+    }
+    for e in store.list_as::<k8s_openapi::api::core::v1::Event>(None) {
+        everything.push_str(&serde_json::to_string(&e).expect("json"));
+    }
+    for c in store.list_as::<k8s_openapi::api::core::v1::ConfigMap>(None) {
+        everything.push_str(&serde_json::to_string(&c).expect("json"));
+    }
+    for value in [secret, JOB_TOKEN] {
+        assert!(!everything.contains(value), "{value} is in a stored object");
+    }
+    // The job's variables Secret is the one object holding them.
+    let holders: Vec<String> = store
+        .list_as::<k8s_openapi::api::core::v1::Secret>(None)
+        .into_iter()
+        .filter(|s| {
+            s.data.iter().flatten().any(|(_, v)| {
+                let v = String::from_utf8_lossy(&v.0);
+                v.contains(secret) || v.contains(JOB_TOKEN)
+            })
+        })
+        .map(|s| s.metadata.name.unwrap_or_default())
+        .collect();
+    assert_eq!(holders.len(), 1, "{holders:?}");
+    assert!(holders[0].ends_with("-variables"), "{holders:?}");
+    control.abort.cancel();
+    let _ = finished(handle, &out).await;
+    assert!(
+        out.text().contains("the secret is [MASKED]"),
+        "{}",
+        out.text()
+    );
+}
+
+#[tokio::test]
+async fn the_sweep_removes_what_a_crashed_manager_left_and_returns_the_job_token() {
+    let Some(env) = cluster::start(cluster::kubelet(), true).await else {
+        return;
+    };
+    let cluster = executor_cluster(&env, cluster::config()).await;
+    let (handle, out) = spawn(
+        &cluster,
+        job(136, &["echo started", "sleep 3136"]),
+        ctx(),
+        JobControl::new(),
+    );
+    out.wait_for("\nstarted").await;
+    // The manager dies: no cleanup runs.
+    handle.abort();
+    let _ = handle.await;
+    assert!(
+        !cluster::job_objects(&env.cluster, 136).is_empty(),
+        "the pod was left behind"
+    );
+    let swept =
+        glrunner_kubernetes::sweep::sweep(cluster.kube(), cluster::JOB_NS, "s_0123456789ab")
+            .await
+            .expect("sweep");
+    assert_eq!(swept.orphans.len(), 1, "{swept:?}");
+    let orphan = &swept.orphans[0];
+    assert_eq!(orphan.job_id, 136);
+    assert_eq!(
+        orphan
+            .token
+            .as_ref()
+            .map(|t| t.expose().to_owned())
+            .as_deref(),
+        Some(JOB_TOKEN)
+    );
+    assert_eq!(orphan.phase.as_deref(), Some("Running"));
+    assert!(
+        swept.deleted.iter().any(|d| d.starts_with("pod/")),
+        "{swept:?}"
+    );
+    assert!(
+        !format!("{swept:?}").contains(JOB_TOKEN),
+        "Debug hides the token"
+    );
+    cluster::until(&env.cluster, 30, "the left-over objects going away", |c| {
+        cluster::job_objects(c, 136).is_empty()
+    })
+    .await;
+    // Another manager's objects are not touched.
+    let other =
+        glrunner_kubernetes::sweep::sweep(cluster.kube(), cluster::JOB_NS, "s_other0000000")
+            .await
+            .expect("sweep");
+    assert!(other.orphans.is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_permission_fails_the_job_with_the_role_that_grants_it() {
+    let Some(env) = cluster::start(cluster::kubelet(), false).await else {
+        return;
+    };
+    // A Role from before attach execution (K4): everything but pods/attach.
+    let role = cluster::role_yaml(&cluster::config()).replace(
+        "resources: [\"pods/attach\"]",
+        "resources: [\"pods/portforward\"]",
+    );
+    env.cluster.apply_yaml(&role).expect("role");
+    let cluster = executor_cluster(&env, cluster::config()).await;
+    let (outcome, text) = run(&cluster, &job(137, &["true"]), &JobControl::new()).await;
+    assert_eq!(
+        outcome,
+        failed(FailureReason::RunnerConfigurationError),
+        "{text}"
+    );
+    // Before the first job: what the manager lacks, with the fix.
+    assert!(
+        text.contains("system:serviceaccount:ci-system:glrunner may not do 2 thing(s)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kubectl auth can-i create pods --subresource=attach -n ci-jobs"),
+        "{text}"
+    );
+    // The job's own failure names the call and prints the Role.
+    assert!(
+        text.contains("refused to let system:serviceaccount:ci-system:glrunner create pods/attach"),
+        "{text}"
+    );
+    assert!(text.contains("resources: [\"pods/attach\"]"), "{text}");
+    cluster::until(&env.cluster, 30, "the pod going away", |c| {
+        cluster::job_objects(c, 137).is_empty()
+    })
+    .await;
 }
