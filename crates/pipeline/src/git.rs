@@ -70,26 +70,61 @@ impl GitFacts {
         }
     }
 
-    /// Run `git` in `dir` and collect what it says. Never fails: missing facts get fallbacks.
+    /// Run `git` in `dir` and collect what it says. Never fails: missing facts get fallbacks. A usual
+    /// checkout takes four git calls; unusual ones (no commit yet, remotes without a URL) ask step by
+    /// step.
     pub fn discover(dir: &Path) -> Self {
         let git = Git { dir };
-        match git.run(&["rev-parse", "--is-inside-work-tree"]) {
-            Ok(out) if out == "true" => {}
-            Ok(_) => {
-                return Self::fallback(
-                    "the directory is inside a git directory but not a work tree",
-                );
+        // Where we are, the object format and the branch at once; HEAD without a commit fails this.
+        let branch = match git.run(&[
+            "rev-parse",
+            "--is-inside-work-tree",
+            "--show-object-format",
+            "--symbolic-full-name",
+            "HEAD",
+        ]) {
+            Ok(out) => {
+                let mut lines = out.lines();
+                if lines.next() != Some("true") {
+                    return Self::fallback(
+                        "the directory is inside a git directory but not a work tree",
+                    );
+                }
+                let format = lines.next().unwrap_or_default().to_owned();
+                let head = lines.next().unwrap_or_default();
+                let branch = head.strip_prefix("refs/heads/").map(str::to_owned);
+                Some((format, branch))
             }
-            Err(why) => return Self::fallback(format!("not a git repository ({why})")),
-        }
+            Err(_) => None,
+        };
         let mut facts = Self::fallback("");
         facts.note = None;
-        facts.user_name = git.run(&["config", "user.name"]).ok();
-        facts.user_email = git.run(&["config", "user.email"]).ok();
-        if let Ok(format) = git.run(&["rev-parse", "--show-object-format"]) {
-            facts.object_format = format;
+        match branch {
+            Some((format, branch)) => {
+                if !format.is_empty() {
+                    facts.object_format = format;
+                }
+                facts.branch = branch;
+            }
+            None => {
+                match git.run(&["rev-parse", "--is-inside-work-tree"]) {
+                    Ok(out) if out == "true" => {}
+                    Ok(_) => {
+                        return Self::fallback(
+                            "the directory is inside a git directory but not a work tree",
+                        );
+                    }
+                    Err(why) => return Self::fallback(format!("not a git repository ({why})")),
+                }
+                if let Ok(format) = git.run(&["rev-parse", "--show-object-format"]) {
+                    facts.object_format = format;
+                }
+                facts.branch = git.run(&["symbolic-ref", "-q", "--short", "HEAD"]).ok();
+            }
         }
-        facts.branch = git.run(&["symbolic-ref", "-q", "--short", "HEAD"]).ok();
+        let config = Config::read(&git);
+        facts.user_name = config.last("user.name");
+        facts.user_email = config.last("user.email");
         match git.run(&["log", "-1", "--format=%H%n%P%n%cI%n%an <%ae>%n%B"]) {
             Ok(log) => {
                 let mut lines = log.splitn(5, '\n');
@@ -113,19 +148,24 @@ impl GitFacts {
                 .ok()
                 .and_then(|tags| tags.lines().next().map(str::to_owned));
         }
-        let remote_name = git.run(&["remote"]).ok().and_then(|names| {
+        let remote = config.remote().or_else(|| {
+            // A remote without a URL in the config (an old `.git/remotes` file): ask git.
+            let names = git.run(&["remote"]).ok()?;
             let names: Vec<&str> = names.lines().collect();
-            names
+            let name = names
                 .iter()
                 .find(|n| **n == "origin")
-                .or(names.first())
-                .map(|n| (*n).to_owned())
+                .or(names.first())?
+                .to_string();
+            Some((name, None))
         });
-        if let Some(name) = &remote_name {
-            facts.remote = git
-                .run(&["remote", "get-url", name])
-                .ok()
-                .and_then(|url| RemoteProject::from_url(&url));
+        if let Some((name, url)) = &remote {
+            // `insteadOf` rewrites are git's to apply.
+            let url = match url {
+                Some(url) if !config.rewrites_urls() => Some(url.clone()),
+                _ => git.run(&["remote", "get-url", name]).ok(),
+            };
+            facts.remote = url.and_then(|url| RemoteProject::from_url(&url));
             let head = format!("refs/remotes/{name}/HEAD");
             if let Ok(default) = git.run(&["symbolic-ref", "-q", "--short", &head]) {
                 let prefix = format!("{name}/");
@@ -204,6 +244,64 @@ impl RemoteProject {
 
 struct Git<'a> {
     dir: &'a Path,
+}
+
+/// The config entries discovery needs, read with one git call: user name and email, remote URLs
+/// and URL rewrites, in git's order.
+struct Config {
+    entries: Vec<(String, String)>,
+}
+
+impl Config {
+    fn read(git: &Git<'_>) -> Self {
+        let out = git
+            .run(&[
+                "config",
+                "-z",
+                "--get-regexp",
+                r"^(user\.name|user\.email|remote\..*\.url|url\..*\.insteadof)$",
+            ])
+            .unwrap_or_default();
+        let entries = out
+            .split('\0')
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                let (key, value) = e.split_once('\n').unwrap_or((e, ""));
+                (key.to_owned(), value.to_owned())
+            })
+            .collect();
+        Self { entries }
+    }
+
+    /// The last value of `key`, as `git config <key>` gives it.
+    fn last(&self, key: &str) -> Option<String> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// `origin`, else the first remote with a URL, and its first URL.
+    fn remote(&self) -> Option<(String, Option<String>)> {
+        let urls: Vec<(&str, &str)> = self
+            .entries
+            .iter()
+            .filter_map(|(k, v)| {
+                let name = k.strip_prefix("remote.")?.strip_suffix(".url")?;
+                Some((name, v.as_str()))
+            })
+            .collect();
+        let (name, url) = urls.iter().find(|(n, _)| *n == "origin").or(urls.first())?;
+        Some(((*name).to_owned(), Some((*url).to_owned())))
+    }
+
+    /// Whether `url.<base>.insteadOf` may change what a remote's URL resolves to.
+    fn rewrites_urls(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|(k, _)| k.starts_with("url.") && k.ends_with(".insteadof"))
+    }
 }
 
 impl Git<'_> {

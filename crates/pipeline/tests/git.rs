@@ -292,3 +292,67 @@ fn scp_style_remote_and_a_repository_without_commits() {
     assert_eq!(p.variable("CI_COMMIT_BRANCH"), Some("trunk"));
     assert_eq!(p.variable("CI_COMMIT_SHA"), Some(NULL_SHA));
 }
+
+#[test]
+fn remotes_url_rewrites_and_repeated_config_values_read_as_git_reads_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    repository(dir, "main");
+    // No `origin`: the first remote with a URL names the project, through git's insteadOf rewrite.
+    git(dir, &["remote", "add", "upstream", "gl:acme/rewritten.git"]);
+    git(
+        dir,
+        &[
+            "remote",
+            "add",
+            "zfork",
+            "https://gitlab.example.com/me/fork.git",
+        ],
+    );
+    git(
+        dir,
+        &["config", "url.https://gitlab.example.com/.insteadOf", "gl:"],
+    );
+    git(dir, &["config", "--add", "user.name", "Second Name"]);
+    let facts = glrunner_pipeline::GitFacts::discover(dir);
+    let remote = facts.remote.expect("a remote");
+    assert_eq!(remote.server_url, "https://gitlab.example.com");
+    assert_eq!(remote.path, "acme/rewritten");
+    assert_eq!(
+        facts.user_name.as_deref(),
+        Some("Second Name"),
+        "the last value wins"
+    );
+    assert_eq!(facts.user_email.as_deref(), Some("ada@example.com"));
+    assert_eq!(facts.branch.as_deref(), Some("main"));
+    assert_eq!(facts.default_branch, "main");
+
+    // `origin` wins over earlier remotes; without rewrites its URL is read as written.
+    git(
+        dir,
+        &[
+            "config",
+            "--unset",
+            "url.https://gitlab.example.com/.insteadOf",
+        ],
+    );
+    git(
+        dir,
+        &[
+            "remote",
+            "add",
+            "origin",
+            "git@gitlab.example.org:team/app.git",
+        ],
+    );
+    let facts = glrunner_pipeline::GitFacts::discover(dir);
+    let remote = facts.remote.expect("a remote");
+    assert_eq!(remote.server_url, "https://gitlab.example.org");
+    assert_eq!(remote.path, "team/app");
+
+    // A detached HEAD has no branch.
+    git(dir, &["checkout", "-q", "--detach", "HEAD"]);
+    let facts = glrunner_pipeline::GitFacts::discover(dir);
+    assert_eq!(facts.branch, None);
+    assert!(facts.repository);
+}
