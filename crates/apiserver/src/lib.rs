@@ -17,7 +17,13 @@
 //!   deletecollection — errors as `Status` objects with the apiserver's exact messages;
 //! - RBAC on every request, with the bootstrap roles for discovery and self-reviews.
 //!
-//! Where the process kubelet plugs in: [`Store`] (objects, [`Store::subscribe`] for every change,
+//! - nodes, with the process kubelet ([`kubelet`]): a scheduler for one node and pods run as
+//!   local processes in their own mount namespaces, with `pods/exec` and `pods/attach` over
+//!   websockets (`v5.channel.k8s.io`, `v4.channel.k8s.io`) and `pods/log`. [`Cluster`] starts
+//!   both; [`Kubelet`] injects faults (OOM kills, eviction, dropped streams, an unreachable or
+//!   crashed kubelet).
+//!
+//! Where the kubelet plugs in: [`Store`] (objects, [`Store::subscribe`] for every change,
 //! [`Store::update_status`], [`Store::record_event`], [`Store::finish_pod_deletion`]) and
 //! [`Options::subresource_handler`] for `pods/log`, `pods/exec`, `pods/attach` and
 //! `pods/portforward`, which arrive authenticated and authorized, with the raw request to upgrade.
@@ -33,6 +39,20 @@
 //! let sa = server.service_account_token("ci-system", "glrunner");
 //! let kubeconfig = server.kubeconfig_for(&sa, "runner", "ci-jobs")?;
 //! # let _ = (pods, kubeconfig); Ok(()) }
+//! ```
+//!
+//! With the kubelet (containers need root; without it pods stop at the container start):
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use glrunner_apiserver::{Cluster, Image, KubeletOptions, Options};
+//! let kubelet = KubeletOptions::default()
+//!     .fast()
+//!     .image("registry.example.com/glrunner:dev", Image::glrunner("/usr/local/bin/glrunner"))
+//!     .image("registry.example.com/private/app", Image::not_found());
+//! let cluster = Cluster::start(Options::default(), kubelet).await?;
+//! cluster.kubelet().containers_supported()?;
+//! # Ok(()) }
 //! ```
 
 mod api;

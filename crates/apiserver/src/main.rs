@@ -1,9 +1,10 @@
-//! `glrunner-apiserver`: run the Kubernetes API test server by hand. Prints the admin kubeconfig's
-//! path (use it with `KUBECONFIG=… kubectl …`) and serves until Ctrl-C.
+//! `glrunner-apiserver`: run the Kubernetes API test server by hand, optionally with its process
+//! kubelet. Prints the admin kubeconfig's path (use it with `KUBECONFIG=… kubectl …`) and serves
+//! until Ctrl-C.
 
 use anyhow::Context as _;
 use clap::Parser;
-use glrunner_apiserver::{ApiServer, Options};
+use glrunner_apiserver::{ApiServer, Cluster, Image, KubeletOptions, Options};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -23,6 +24,50 @@ struct Args {
     /// YAML manifests to apply at start (namespaces, service accounts, RBAC, …).
     #[arg(long = "apply")]
     manifests: Vec<PathBuf>,
+    /// Also run the process kubelet: pods run as local processes (needs root).
+    #[arg(long)]
+    kubelet: bool,
+    /// How an image behaves on the kubelet's node: `NAME=host`, `NAME=glrunner:/path/to/glrunner`,
+    /// `NAME=not-found` or `NAME=unreachable` (repeatable; other images run on the host).
+    #[arg(long = "image", value_name = "NAME=BEHAVIOUR", requires = "kubelet")]
+    images: Vec<String>,
+    /// The kubelet's node name.
+    #[arg(long, default_value = "glrunner-node", requires = "kubelet")]
+    node_name: String,
+}
+
+fn image(spec: &str) -> anyhow::Result<(String, Image)> {
+    let (name, behaviour) = spec
+        .rsplit_once('=')
+        .with_context(|| format!("--image {spec:?}: expected NAME=BEHAVIOUR, e.g. alpine=host"))?;
+    let image = match behaviour {
+        "host" => Image::host(),
+        "not-found" => Image::not_found(),
+        "unreachable" => Image::unreachable(),
+        b => match b.strip_prefix("glrunner:") {
+            Some(path) => Image::glrunner(path),
+            None => anyhow::bail!(
+                "--image {spec:?}: unknown behaviour {b:?}; use host, glrunner:/path/to/glrunner, not-found or unreachable"
+            ),
+        },
+    };
+    Ok((name.to_owned(), image))
+}
+
+/// The server alone, or with its kubelet.
+enum Running {
+    Server(ApiServer),
+    Cluster(Cluster),
+}
+
+impl std::ops::Deref for Running {
+    type Target = ApiServer;
+    fn deref(&self) -> &ApiServer {
+        match self {
+            Self::Server(s) => s,
+            Self::Cluster(c) => c,
+        }
+    }
 }
 
 #[tokio::main]
@@ -35,7 +80,21 @@ async fn main() -> anyhow::Result<()> {
     let mut options = Options::default();
     options.listen = args.listen;
     options.http_listen = args.http_listen;
-    let server = ApiServer::start(options).await?;
+    let server = if args.kubelet {
+        let mut kubelet = KubeletOptions::default();
+        kubelet.node.name = args.node_name.clone();
+        for spec in &args.images {
+            let (name, image) = image(spec)?;
+            kubelet = kubelet.image(&name, image);
+        }
+        let cluster = Cluster::start(options, kubelet).await?;
+        if let Err(why) = cluster.kubelet().containers_supported() {
+            eprintln!("warning: pods will be scheduled but their containers cannot start: {why}");
+        }
+        Running::Cluster(cluster)
+    } else {
+        Running::Server(ApiServer::start(options).await?)
+    };
     for path in &args.manifests {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading manifest {}", path.display()))?;
@@ -66,6 +125,9 @@ async fn main() -> anyhow::Result<()> {
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
-    server.shutdown().await;
+    match server {
+        Running::Server(s) => s.shutdown().await,
+        Running::Cluster(c) => c.shutdown().await,
+    }
     Ok(())
 }

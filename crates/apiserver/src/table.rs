@@ -60,6 +60,13 @@ fn columns(rt: &ResourceType) -> Vec<Value> {
             column("Status", "", "The status of the namespace"),
             age,
         ],
+        "nodes" => vec![
+            name,
+            column("Status", "", "The status of the node"),
+            column("Roles", "", "The roles of the node"),
+            age,
+            column("Version", "", "Kubelet Version reported by the node."),
+        ],
         "secrets" => vec![
             name,
             column("Type", "", "The type of secret"),
@@ -169,6 +176,43 @@ fn cells(rt: &ResourceType, obj: &Value) -> Vec<Value> {
             ]
         }
         "namespaces" => vec![json!(name), json!(str_at(obj, "/status/phase")), json!(age)],
+        "nodes" => {
+            let ready = obj
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+                .and_then(|c| c["status"].as_str());
+            let mut status = match ready {
+                Some("True") => "Ready",
+                Some(_) => "NotReady",
+                None => "Unknown",
+            }
+            .to_owned();
+            if obj.pointer("/spec/unschedulable") == Some(&Value::Bool(true)) {
+                status.push_str(",SchedulingDisabled");
+            }
+            let roles: Vec<&str> = obj
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .map(|l| {
+                    l.keys()
+                        .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let roles = if roles.is_empty() {
+                "<none>".to_owned()
+            } else {
+                roles.join(",")
+            };
+            vec![
+                json!(name),
+                json!(status),
+                json!(roles),
+                json!(age),
+                json!(str_at(obj, "/status/nodeInfo/kubeletVersion")),
+            ]
+        }
         "secrets" => {
             let n = obj
                 .get("data")

@@ -910,3 +910,137 @@ spec:
         assert!(!Path::new(&format!("/proc/{pid}")).exists());
     }
 }
+
+#[tokio::test]
+async fn pull_policies_present_images_and_slow_pulls() {
+    let opts = KubeletOptions::default().fast().image(
+        "registry.example.com/big/image",
+        Image::host().slow(Duration::from_millis(800)),
+    );
+    let c = cluster(opts).await;
+    let pod = |name: &str, image: &str, policy: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: ci-jobs}}\nspec:\n  restartPolicy: Never\n  containers: [{{name: build, image: \"{image}\", imagePullPolicy: {policy}, command: [sh, -c, 'true']}}]\n"
+        )
+    };
+    // A slow pull: the container waits in ContainerCreating until it is done.
+    apply(
+        &c,
+        &pod("slow", "registry.example.com/big/image:1", "IfNotPresent"),
+    );
+    event_until(c.store(), NS, "slow", "Pulling", 10, |m| {
+        m == "Pulling image \"registry.example.com/big/image:1\""
+    })
+    .await;
+    let now = c.store().get("pods", NS, "slow").expect("pod");
+    assert_eq!(waiting_reason(&now, "build"), "ContainerCreating");
+    assert!(
+        !events_for(c.store(), NS, "slow")
+            .iter()
+            .any(|e| e["reason"] == "Pulled")
+    );
+    let pulled = event_until(c.store(), NS, "slow", "Pulled", 10, |_| true).await;
+    let message = pulled["message"].as_str().unwrap_or_default();
+    let took = message
+        .strip_prefix("Successfully pulled image \"registry.example.com/big/image:1\" in ")
+        .and_then(|r| r.split_once(' '))
+        .map(|(d, _)| d)
+        .unwrap_or_default();
+    let millis: f64 = if let Some(ms) = took.strip_suffix("ms") {
+        ms.parse().unwrap_or(0.0)
+    } else {
+        took.trim_end_matches('s').parse::<f64>().unwrap_or(0.0) * 1000.0
+    };
+    assert!(millis >= 800.0, "{message}");
+    assert!(message.ends_with("Image size: 3623807 bytes."), "{message}");
+
+    // Pulled once, the image is present: IfNotPresent does not pull it again.
+    apply(
+        &c,
+        &pod("again", "registry.example.com/big/image:1", "IfNotPresent"),
+    );
+    event_until(c.store(), NS, "again", "Pulled", 10, |m| {
+        m == "Container image \"registry.example.com/big/image:1\" already present on machine"
+    })
+    .await;
+    assert!(
+        !events_for(c.store(), NS, "again")
+            .iter()
+            .any(|e| e["reason"] == "Pulling")
+    );
+
+    // Never: an image not on the node is an error, not a pull.
+    apply(&c, &pod("never", "busybox:1.36", "Never"));
+    let p = pod_until(c.store(), NS, "never", 10, "ErrImageNeverPull", |p| {
+        waiting_reason(p, "build") == "ErrImageNeverPull"
+    })
+    .await;
+    assert_eq!(
+        message_of(&p, "build"),
+        "Container image \"busybox:1.36\" is not present with pull policy of Never"
+    );
+    event_until(c.store(), NS, "never", "ErrImageNeverPull", 5, |m| {
+        m == "Container image \"busybox:1.36\" is not present with pull policy of Never"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_crashed_kubelet_posts_nothing_until_it_recovers() {
+    let trigger = tempfile::tempdir().expect("tmp");
+    let Some(c) = running_cluster(KubeletOptions::default().fast()).await else {
+        return;
+    };
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "job", "namespace": NS},
+        "spec": {
+            "restartPolicy": "Never",
+            "volumes": [{"name": "trigger", "hostPath": {"path": trigger.path()}}],
+            "containers": [{"name": "build", "image": "alpine:3.20",
+                "command": ["sh", "-c", "while [ ! -f /trigger/stop ]; do sleep 0.05; done; echo stopping"],
+                "volumeMounts": [{"name": "trigger", "mountPath": "/trigger"}]}]
+        }
+    });
+    c.apply_yaml(&pod.to_string()).expect("pod");
+    pod_until(c.store(), NS, "job", 15, "Running", |p| {
+        phase(p) == "Running"
+    })
+    .await;
+    c.kubelet().crash();
+    let node = c.store().get("nodes", "", "glrunner-node").expect("node");
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .expect("Ready");
+    assert_eq!(ready["status"], "Unknown");
+    assert_eq!(ready["message"], "Kubelet stopped posting node status.");
+    // The container ends while the kubelet is down: nobody says so.
+    std::fs::write(trigger.path().join("stop"), b"").expect("trigger");
+    assert_eq!(c.kubelet().wait_exit(NS, "job", "build").await, Some(0));
+    let seen = c.store().get("pods", NS, "job").expect("pod");
+    assert_eq!(phase(&seen), "Running");
+    assert!(container_status(&seen, "build").expect("status")["state"]["running"].is_object());
+    let err = pods(&c)
+        .await
+        .logs("job", &Default::default())
+        .await
+        .expect_err("the kubelet is down");
+    assert!(err.to_string().contains("error dialing backend"), "{err}");
+    // Back up, it reports what happened meanwhile.
+    c.kubelet().recover();
+    let pod = pod_until(c.store(), NS, "job", 10, "Succeeded", |p| {
+        phase(p) == "Succeeded"
+    })
+    .await;
+    assert_eq!(terminated(&pod, "build")["reason"], "Completed");
+    assert_eq!(
+        pods(&c)
+            .await
+            .logs("job", &Default::default())
+            .await
+            .expect("logs"),
+        "stopping\n"
+    );
+}

@@ -219,7 +219,11 @@ async fn kube_rs_exec_streams_stdin_and_reports_exit_codes() {
     let mut p = api
         .exec(
             "box",
-            vec!["sh", "-c", "hostname; pwd; echo x > /marker; cat /marker"],
+            vec![
+                "sh",
+                "-c",
+                "hostname; cat /etc/hostname; pwd; echo x > /marker; cat /marker",
+            ],
             &AttachParams::default(),
         )
         .await
@@ -230,7 +234,7 @@ async fn kube_rs_exec_streams_stdin_and_reports_exit_codes() {
         .read_to_string(&mut out)
         .await
         .expect("read");
-    assert_eq!(out, "box\n/\nx\n");
+    assert_eq!(out, "box\nbox\n/\nx\n");
     assert!(
         !Path::new("/marker").exists(),
         "writes stay in the container"

@@ -194,6 +194,11 @@ fn script(tools: &Tools, spec: &LaunchSpec) -> String {
     for fs in ["/proc", "/dev", "/sys"] {
         s.push_str(&format!("{mount} --rbind {fs} {}\n", inside(fs)));
     }
+    // A fresh /tmp, as an image has; it also hides whatever the host keeps there.
+    s.push_str(&format!(
+        "{mount} -t tmpfs -o mode=1777 glrunner-tmp {}\n",
+        inside("/tmp")
+    ));
     for h in &spec.hide {
         let t = inside(&h.to_string_lossy());
         s.push_str(&format!(
@@ -253,8 +258,59 @@ fn script(tools: &Tools, spec: &LaunchSpec) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StartError(pub String);
 
+/// Process groups of containers being set up (not yet [`Process`]es), so a kubelet shutting
+/// down can stop them too.
+pub(crate) type Launching = Mutex<std::collections::HashSet<u32>>;
+
+/// Forgets a launching process group however `launch` ends.
+struct LaunchGuard<'a> {
+    launching: &'a Launching,
+    pid: u32,
+}
+
+impl Drop for LaunchGuard<'_> {
+    fn drop(&mut self) {
+        self.launching
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.pid);
+    }
+}
+
+/// Kill what `launching` holds (each container's own process group).
+pub(crate) fn kill_launching(launching: &Launching) -> Vec<u32> {
+    let pids: Vec<u32> = launching
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .copied()
+        .collect();
+    for pid in &pids {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(*pid as i32), Signal::SIGKILL);
+    }
+    pids
+}
+
+/// Wait, blocking, until none of `pids` exists (at most `limit`): for a kubelet's last moments.
+pub(crate) fn wait_gone_blocking(pids: &[u32], limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if pids
+            .iter()
+            .all(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Start a container; returns once it runs (its setup is done).
-pub(crate) async fn launch(tools: &Tools, spec: LaunchSpec) -> Result<Arc<Process>, StartError> {
+pub(crate) async fn launch(
+    tools: &Tools,
+    spec: LaunchSpec,
+    launching: &Launching,
+) -> Result<Arc<Process>, StartError> {
     std::fs::create_dir_all(spec.dir.join("root"))
         .and_then(|()| std::fs::create_dir_all(spec.dir.join("overlay")))
         .map_err(|e| StartError(format!("creating {}: {e}", spec.dir.display())))?;
@@ -280,6 +336,11 @@ pub(crate) async fn launch(tools: &Tools, spec: LaunchSpec) -> Result<Arc<Proces
         .spawn()
         .map_err(|e| StartError(format!("starting {}: {e}", tools.unshare.display())))?;
     let pid = child.id().unwrap_or_default();
+    launching
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(pid);
+    let _guard = LaunchGuard { launching, pid };
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(StartError(
             "the container's output pipes are missing".to_owned(),
@@ -627,7 +688,8 @@ pub(crate) async fn probe(tools: &Tools, dir: &Path) -> Result<(), String> {
         memory_limit: None,
         memory_poll: Duration::from_secs(1),
     };
-    let p = launch(tools, spec).await.map_err(|e| {
+    let launching = Launching::default();
+    let p = launch(tools, spec, &launching).await.map_err(|e| {
         format!(
             "a trial container did not start (mount namespaces, tmpfs and overlayfs are needed): {}",
             e.0

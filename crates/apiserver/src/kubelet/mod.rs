@@ -233,7 +233,7 @@ pub(crate) struct WorkerEntry {
 pub(crate) struct Shared {
     pub options: KubeletOptions,
     pub root: PathBuf,
-    _root_guard: Option<tempfile::TempDir>,
+    root_guard: Option<tempfile::TempDir>,
     /// The host programs, or why containers cannot run here.
     pub tools: OnceLock<Result<container::Tools, String>>,
     pub store: OnceLock<Arc<Store>>,
@@ -260,6 +260,8 @@ pub(crate) struct Shared {
     dispatcher: Mutex<Option<JoinHandle<()>>>,
     /// Every container started, to kill on shutdown.
     pub containers: Mutex<Vec<std::sync::Weak<container::Process>>>,
+    /// Containers being set up.
+    pub launching: container::Launching,
 }
 
 impl Shared {
@@ -380,6 +382,10 @@ impl Drop for Life {
             h.abort();
         }
         s.drop_streams.send_modify(|g| *g += 1);
+        // Launching containers die with their process group; the set-up shell, the kubelet's own
+        // child, cannot write once killed.
+        container::kill_launching(&s.launching);
+        let mut pids = Vec::new();
         for p in s
             .containers
             .lock()
@@ -387,10 +393,17 @@ impl Drop for Life {
             .drain(..)
         {
             if let Some(p) = p.upgrade() {
+                // The main process is the kubelet's child: it is reaped, not waited for here.
+                pids.extend(p.pids().into_iter().filter(|pid| *pid != p.pid));
                 p.kill();
             }
         }
         s.pods.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        // Nothing may write into the kubelet's directory once it is removed.
+        container::wait_gone_blocking(&pids, Duration::from_secs(2));
+        if s.root_guard.is_some() {
+            let _ = std::fs::remove_dir_all(&s.root);
+        }
     }
 }
 
@@ -421,7 +434,7 @@ impl Kubelet {
         let shared = Arc::new(Shared {
             options,
             root,
-            _root_guard: guard,
+            root_guard: guard,
             tools: OnceLock::new(),
             store: OnceLock::new(),
             recorder: OnceLock::new(),
@@ -439,6 +452,7 @@ impl Kubelet {
             shutdown: watch::Sender::new(false),
             dispatcher: Mutex::new(None),
             containers: Mutex::new(Vec::new()),
+            launching: container::Launching::default(),
         });
         Ok(Self {
             _life: Arc::new(Life {
@@ -528,6 +542,12 @@ impl Kubelet {
         self.process(ns, name, container)
             .map(|p| p.pids())
             .unwrap_or_default()
+    }
+
+    /// Wait until the running container ends; its exit code (`None`: it was not running).
+    pub async fn wait_exit(&self, ns: &str, name: &str, container: &str) -> Option<i32> {
+        let p = self.process(ns, name, container)?;
+        Some(p.wait().await.code)
     }
 
     /// Kill a container as the kernel's OOM killer would (`OOMKilled`, exit code 137).

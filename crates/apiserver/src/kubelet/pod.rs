@@ -289,6 +289,10 @@ impl Worker {
     }
 
     fn event(&self, slot: Option<usize>, kind: &str, reason: &str, message: &str) {
+        // A crashed kubelet records nothing.
+        if !self.s.online() {
+            return;
+        }
         if let Some(r) = self.recorder() {
             let fp = slot.map(|i| self.slots[i].field_path());
             r.record(&self.pod_json, fp.as_deref(), kind, reason, message);
@@ -837,7 +841,7 @@ impl Worker {
             rand::random::<u128>(),
             rand::random::<u128>()
         );
-        match container::launch(&tools, launch).await {
+        match container::launch(&tools, launch, &self.s.launching).await {
             Ok(process) => {
                 {
                     let mut all = self.s.containers.lock().unwrap_or_else(|e| e.into_inner());
@@ -948,6 +952,15 @@ impl Worker {
         out.push(MountSpec {
             source: hosts,
             target: "/etc/hosts".to_owned(),
+            read_only: false,
+            file: true,
+        });
+        let hostname = self.dir.join("etc-hostname");
+        std::fs::write(&hostname, format!("{}\n", self.name))
+            .map_err(|e| format!("writing {}: {e}", hostname.display()))?;
+        out.push(MountSpec {
+            source: hostname,
+            target: "/etc/hostname".to_owned(),
             read_only: false,
             file: true,
         });
@@ -1497,7 +1510,7 @@ async fn pull(
     creds: &[image::Credential],
 ) -> Result<(), String> {
     let record = |kind: &str, reason: &str, message: &str| {
-        if let Some(r) = s.recorder.get() {
+        if let Some(r) = s.recorder.get().filter(|_| s.online()) {
             r.record(pod_json, Some(field_path), kind, reason, message);
         }
     };

@@ -164,12 +164,12 @@ use glrunner_apiserver::{Cluster, KubeletOptions, Store};
 use serde_json::Value;
 
 /// A cluster whose kubelet runs containers, or `None` (after printing why) when this machine
-/// cannot run them (not root, no overlayfs) and `GLRUNNER_REQUIRE_KUBELET` is unset.
+/// cannot run them (not root, no overlayfs) and `GLRUNNER_REQUIRE_CONTAINERS` is unset.
 pub async fn running_cluster(options: KubeletOptions) -> Option<Cluster> {
     let c = cluster(options).await;
     if let Err(why) = c.kubelet().containers_supported() {
-        if std::env::var_os("GLRUNNER_REQUIRE_KUBELET").is_some_and(|v| v == "1") {
-            panic!("containers cannot run here: {why} (GLRUNNER_REQUIRE_KUBELET=1)");
+        if std::env::var_os("GLRUNNER_REQUIRE_CONTAINERS").is_some_and(|v| v == "1") {
+            panic!("containers cannot run here: {why} (GLRUNNER_REQUIRE_CONTAINERS=1)");
         }
         eprintln!("skipped: containers cannot run here: {why}");
         return None;
