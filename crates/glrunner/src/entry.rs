@@ -20,7 +20,7 @@ pub enum EntryError {
     )]
     NoToken { name: String, url: String },
     #[error(
-        "runner {name:?} uses the {executor} executor, which this glrunner build cannot run yet\n  fix: use `executor = \"shell\"` for this entry, or upgrade glrunner"
+        "runner {name:?} uses the {executor:?} executor, which glrunner does not have\n  fix: use `executor = \"shell\"` or `executor = \"kubernetes\"` for this entry"
     )]
     ExecutorUnavailable { name: String, executor: String },
     #[error("runner {name:?}: {source}")]
@@ -57,7 +57,25 @@ pub fn display_name(runner: &RunnerConfig, index: usize) -> String {
     }
 }
 
-/// Everything the manager needs for one entry. `token` is the resolved token (config, file or state).
+/// The shell executor's factory; it keeps glrunner's own token variables away from jobs.
+pub fn shell_factory(token: &Secret) -> Arc<dyn ExecutorFactory> {
+    Arc::new(ShellFactory {
+        env_removed: token_env_names(token),
+    })
+}
+
+/// The executor an entry names, or why glrunner has none of that name.
+pub fn executor_kind(runner: &RunnerConfig, index: usize) -> Result<ExecutorKind, EntryError> {
+    runner
+        .executor_kind()
+        .ok_or_else(|| EntryError::ExecutorUnavailable {
+            name: display_name(runner, index),
+            executor: runner.executor.clone(),
+        })
+}
+
+/// Everything the manager needs for one entry. `token` is the resolved token (config, file or
+/// state); `factory` makes the entry's executors.
 pub fn build(
     runner: &RunnerConfig,
     index: usize,
@@ -65,19 +83,10 @@ pub fn build(
     config: &Config,
     system_id: &str,
     working_dir: &Path,
+    factory: Arc<dyn ExecutorFactory>,
 ) -> Result<RunnerEntry, EntryError> {
     let name = display_name(runner, index);
-    let factory: Arc<dyn ExecutorFactory> = match runner.executor_kind() {
-        Some(ExecutorKind::Shell) => Arc::new(ShellFactory {
-            env_removed: token_env_names(&token),
-        }),
-        _ => {
-            return Err(EntryError::ExecutorUnavailable {
-                name,
-                executor: runner.executor.clone(),
-            });
-        }
-    };
+    let kind = executor_kind(runner, index)?;
     let client = client(runner, config).map_err(|source| EntryError::Client {
         name: name.clone(),
         source,
@@ -95,18 +104,25 @@ pub fn build(
         revision: version::REVISION.to_owned(),
         executor: factory.name().to_owned(),
         shell: runner.shell().to_owned(),
-        builds_dir: Some(
-            runner
-                .builds_dir
-                .clone()
-                .unwrap_or_else(|| working_dir.join("builds")),
-        ),
-        cache_dir: Some(
-            runner
-                .cache_dir
-                .clone()
-                .unwrap_or_else(|| working_dir.join("cache")),
-        ),
+        // Kubernetes jobs see their pod's paths (`/builds`, `/cache` unless set).
+        builds_dir: match kind {
+            ExecutorKind::Kubernetes => runner.builds_dir.clone(),
+            ExecutorKind::Shell => Some(
+                runner
+                    .builds_dir
+                    .clone()
+                    .unwrap_or_else(|| working_dir.join("builds")),
+            ),
+        },
+        cache_dir: match kind {
+            ExecutorKind::Kubernetes => runner.cache_dir.clone(),
+            ExecutorKind::Shell => Some(
+                runner
+                    .cache_dir
+                    .clone()
+                    .unwrap_or_else(|| working_dir.join("cache")),
+            ),
+        },
         environment: runner.environment.to_vec(),
         pre_get_sources_script: runner.pre_get_sources_script.clone(),
         post_get_sources_script: runner.post_get_sources_script.clone(),

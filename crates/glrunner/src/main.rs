@@ -4,6 +4,7 @@ mod cache_settings;
 mod cli;
 mod commands;
 mod entry;
+mod kubernetes;
 mod logging;
 mod signals;
 mod version;
@@ -15,12 +16,20 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     // kube-rs and reqwest both use rustls with the ring provider; make it the process default.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(worker_threads())
-        .max_blocking_threads(32)
-        .enable_all()
-        .build()
-    {
+    // Job scripts start `glrunner helper` for every transfer: one thread is plenty there, and
+    // starting worker threads would be a good part of its cost.
+    let one_transfer = matches!(
+        &cli.command,
+        cli::Command::Helper(h) if !matches!(h, glrunner_helper::HelperArgs::ReadLogs(_))
+    );
+    let mut builder = if one_transfer {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(worker_threads()).max_blocking_threads(32);
+        b
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ERROR: cannot start the async runtime: {e}");

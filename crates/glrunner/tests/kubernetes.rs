@@ -7,5 +7,7 @@ mod support;
 
 #[path = "kubernetes/cluster.rs"]
 mod cluster;
+#[path = "kubernetes/e2e.rs"]
+mod e2e;
 #[path = "kubernetes/executor.rs"]
 mod executor;

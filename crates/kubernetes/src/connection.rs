@@ -429,10 +429,18 @@ async fn kubeconfig(
     let c = kube::Config::from_custom_kubeconfig(kc, &opts)
         .await
         .map_err(|e| fail(e.to_string()))?;
+    // Name the file that was read (KUBECONFIG may list several: the first).
+    let path = options.kubeconfig.clone().or_else(|| {
+        std::env::var_os("KUBECONFIG")
+            .and_then(|k| std::env::split_paths(&k).find(|p| p.exists()))
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kube").join("config"))
+            })
+    });
     Ok((
         tune(c),
         Source::Kubeconfig {
-            path: options.kubeconfig.clone(),
+            path,
             context: chosen,
         },
         home,

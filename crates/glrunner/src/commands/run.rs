@@ -2,8 +2,8 @@
 
 use super::{Failure, print_warnings};
 use crate::cli::RunArgs;
-use crate::{entry, logging, signals, version};
-use glrunner_config::{LogFormat, State, StateLocation, StateOptions};
+use crate::{entry, kubernetes, logging, signals, version};
+use glrunner_config::{ExecutorKind, LogFormat, State, StateLocation, StateOptions};
 use glrunner_manager::{ManagerSettings, Shutdown};
 use glrunner_protocol::TokenKind;
 use std::net::SocketAddr;
@@ -84,8 +84,29 @@ pub async fn run(
                 "the token has no known GitLab prefix (glrt-, glrtr-, t1_…); if GitLab rejects it, create the runner in GitLab and use its glrt- token"
             );
         }
-        let e = entry::build(r, i, token, config, state.system_id(), &working_dir)
-            .map_err(Failure::config)?;
+        let (factory, cluster) = match entry::executor_kind(r, i).map_err(Failure::config)? {
+            ExecutorKind::Shell => (entry::shell_factory(&token), None),
+            ExecutorKind::Kubernetes => {
+                let cluster = kubernetes::start(&name, r.kubernetes.as_ref(), state.system_id())
+                    .await
+                    .map_err(Failure::config)?;
+                (kubernetes::factory(cluster.clone()), Some(cluster))
+            }
+        };
+        let e = entry::build(
+            r,
+            i,
+            token,
+            config,
+            state.system_id(),
+            &working_dir,
+            factory,
+        )
+        .map_err(Failure::config)?;
+        if let Some(cluster) = cluster {
+            // Before any job is taken: what a previous run left is deleted and its jobs failed.
+            kubernetes::sweep(&name, &cluster, state.system_id(), &e.client, &e.info).await;
+        }
         runners.push(e);
     }
 

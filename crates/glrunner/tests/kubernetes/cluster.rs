@@ -3,7 +3,7 @@
 //! `ci-jobs`, granted the Role glrunner generates), and the image table (the helper image runs the
 //! `glrunner` binary under test, every other image the host's shell).
 
-use glrunner_apiserver::{Cluster, Identity, Image, KubeletOptions, Options};
+use glrunner_apiserver::{Cluster, Image, KubeletOptions, Options};
 use glrunner_config::KubernetesConfig;
 use glrunner_kubernetes::permissions::{self, rbac};
 use std::path::PathBuf;
@@ -70,7 +70,6 @@ pub fn kubelet() -> KubeletOptions {
 
 pub struct KubeEnv {
     pub cluster: Cluster,
-    pub sa: Identity,
     /// A kubeconfig for the manager's service account (context `runner`).
     pub kubeconfig: PathBuf,
 }
@@ -98,7 +97,6 @@ pub async fn start(kubelet: KubeletOptions, grant: bool) -> Option<KubeEnv> {
         .expect("kubeconfig");
     Some(KubeEnv {
         cluster,
-        sa,
         kubeconfig,
     })
 }
