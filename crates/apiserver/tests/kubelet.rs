@@ -840,13 +840,20 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: forced, namespace: ci-jobs}
+spec:
+  terminationGracePeriodSeconds: 30
+  containers: [{name: build, image: alpine:3.20, command: [sh, -c, 'trap "" TERM; sleep 300']}]
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: polite, namespace: ci-jobs}
 spec:
   terminationGracePeriodSeconds: 30
   containers: [{name: build, image: alpine:3.20, command: [sleep, "300"]}]
 "#,
     );
-    for name in ["stubborn", "polite"] {
+    for name in ["stubborn", "polite", "forced"] {
         pod_until(c.store(), NS, name, 15, "Running", |p| {
             phase(p) == "Running"
         })
@@ -892,6 +899,19 @@ spec:
         m == "Stopping container build"
     })
     .await;
+
+    // A forced deletion (grace 0) removes the object at once; the kubelet then kills.
+    let pids = c.kubelet().container_pids(NS, "forced", "build");
+    let kubelet = c.kubelet().clone();
+    let exited = tokio::spawn(async move { kubelet.wait_exit(NS, "forced", "build").await });
+    api.delete("forced", &DeleteParams::default().grace_period(0))
+        .await
+        .expect("force delete");
+    assert!(c.store().get("pods", NS, "forced").is_none());
+    assert_eq!(exited.await.expect("join"), Some(137));
+    for pid in &pids {
+        assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    }
 
     let pids = c.kubelet().container_pids(NS, "polite", "build");
     let started = tokio::time::Instant::now();

@@ -311,6 +311,18 @@ async fn kube_rs_attaches_to_a_containers_stdin() {
         .expect("logs");
     assert_eq!(logs, "attached-42\nvia-attach\n");
     assert!(c.request_count("get", "pods", "attach") >= 2);
+    // Its container gone, the pod cannot be exec'd into: the kubelet's words.
+    let mut p = api
+        .exec("shell", vec!["true"], &AttachParams::default())
+        .await
+        .expect("the upgrade itself works");
+    let status = p.take_status().expect("status").await.expect("a status");
+    assert_eq!(
+        status.message.as_deref(),
+        Some(
+            "Internal error occurred: unable to upgrade connection: container not found (\"main\")"
+        )
+    );
 }
 
 #[tokio::test]

@@ -291,14 +291,23 @@ pub(crate) fn kill_launching(launching: &Launching) -> Vec<u32> {
     pids
 }
 
-/// Wait, blocking, until none of `pids` exists (at most `limit`): for a kubelet's last moments.
+/// Whether `pid` is gone or a zombie (dead, waiting to be reaped).
+fn dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // `pid (comm) S …`: the state follows the last `)`.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
+/// Wait, blocking, until every one of `pids` is dead (at most `limit`): for a kubelet's last
+/// moments, when the runtime that would reap its own children is the one blocked here.
 pub(crate) fn wait_gone_blocking(pids: &[u32], limit: Duration) {
     let deadline = std::time::Instant::now() + limit;
     while std::time::Instant::now() < deadline {
-        if pids
-            .iter()
-            .all(|pid| !Path::new(&format!("/proc/{pid}")).exists())
-        {
+        if pids.iter().all(|pid| dead(*pid)) {
             return;
         }
         std::thread::sleep(Duration::from_millis(10));
