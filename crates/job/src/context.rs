@@ -55,4 +55,7 @@ pub struct RunnerContext {
     /// (`glrunner exec`): see [`crate::local_artifacts`]. Dependencies' archives are then read from the
     /// local paths in their `artifacts_file.filename`.
     pub local_artifacts: Option<PathBuf>,
+    /// A checkout made once for the jobs of a local run (`glrunner exec`): get_sources copies it into
+    /// the project directory when it is what the job would fetch (see [`crate::checkout`]).
+    pub prepared_checkout: Option<crate::checkout::PreparedCheckout>,
 }

@@ -4,6 +4,7 @@
 
 pub mod artifacts;
 pub mod cache;
+pub mod checkout;
 pub mod context;
 pub mod executor;
 pub mod helper;
@@ -18,6 +19,7 @@ pub mod sources;
 pub mod stage;
 pub mod variables;
 
+pub use checkout::PreparedCheckout;
 pub use context::RunnerContext;
 pub use executor::{
     Executor, ExecutorError, ExecutorFuture, PrepareOptions, StageExit, StageScript, job_features,

@@ -241,7 +241,10 @@ impl JobSettings {
             git_strategy,
             git_checkout: vars.bool("GIT_CHECKOUT").unwrap_or(true),
             git_clean_flags: flags(vars.value("GIT_CLEAN_FLAGS"), "-ffdx"),
-            git_fetch_extra_flags: flags(vars.value("GIT_FETCH_EXTRA_FLAGS"), "--prune --quiet"),
+            git_fetch_extra_flags: flags(
+                vars.value("GIT_FETCH_EXTRA_FLAGS"),
+                &crate::sources::DEFAULT_FETCH_FLAGS.join(" "),
+            ),
             submodule_strategy,
             submodule_depth,
             submodule_paths,

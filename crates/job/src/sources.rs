@@ -14,10 +14,13 @@ use crate::settings::{GitStrategy, SubmoduleStrategy};
 use glrunner_protocol::{JobResponse, Secret};
 
 /// Refspecs when GitLab sends none (very old GitLab): every branch and tag.
-const DEFAULT_REFSPECS: &[&str] = &[
+pub(crate) const DEFAULT_REFSPECS: &[&str] = &[
     "+refs/heads/*:refs/remotes/origin/*",
     "+refs/tags/*:refs/tags/*",
 ];
+
+/// `GIT_FETCH_EXTRA_FLAGS` when the job sets none.
+pub const DEFAULT_FETCH_FLAGS: &[&str] = &["--prune", "--quiet"];
 
 /// A credential helper that answers `get` with the job token from the environment it runs in.
 const CREDENTIAL_HELPER: &str =
@@ -256,14 +259,8 @@ pub(crate) fn write_get_sources(
         GitStrategy::Clone | GitStrategy::Fetch => {}
     }
 
-    write_git_lock_cleanup(w, project_dir, submodules);
-    if strategy == GitStrategy::Clone {
-        w.rm_rf(project_dir);
-    }
-
     let remote = Remote::for_job(job, sc.ctx.clone_url.as_deref());
     let config = format!("{}/{GIT_CONFIG_FILE}", paths.tmp_dir);
-    let template = format!("{}/git-template", paths.tmp_dir);
     let token_env = match &remote.password {
         Some(p) => format!("{TOKEN_VARIABLE}={} ", escape(p.expose())),
         None => String::new(),
@@ -274,16 +271,33 @@ pub(crate) fn write_get_sources(
         token_env,
         sc,
     };
+    if let Some(prepared) = sc
+        .ctx
+        .prepared_checkout
+        .as_ref()
+        .filter(|p| p.serves(job, sc.ctx, settings))
+    {
+        // What a new directory would get, copied whole: the same notices, no fetch.
+        w.write_file(&git.config, &external_config(&git).text());
+        write_fetch_notice(w, job);
+        prepared.write_copy(w, project_dir, &git.config);
+        w.cd(project_dir);
+        w.notice("Created fresh repository.");
+        write_checkout_notice(w, job);
+        w.notice("Skipping Git submodules setup");
+        write_post_hooks(w, sc, hook("post_get_sources_script"));
+        return Ok(());
+    }
+
+    write_git_lock_cleanup(w, project_dir, submodules);
+    if strategy == GitStrategy::Clone {
+        w.rm_rf(project_dir);
+    }
+    let template = format!("{}/git-template", paths.tmp_dir);
     write_git_config(w, &git, &template);
 
+    write_fetch_notice(w, job);
     let depth = job.git_info.depth;
-    if depth > 0 {
-        w.notice(&format!(
-            "Fetching changes with git depth set to {depth}..."
-        ));
-    } else {
-        w.notice("Fetching changes...");
-    }
     let object_format = job
         .git_info
         .repo_object_format
@@ -311,11 +325,7 @@ pub(crate) fn write_get_sources(
     include_git_config(w, ".git/config", &git.config);
     w.end_if();
 
-    let user_agent = format!(
-        "http.userAgent=glrunner {} {}",
-        sc.ctx.version,
-        crate::variables::executable_arch()
-    );
+    let user_agent = user_agent_config(sc.ctx);
     let mut fetch: Vec<&str> = vec![
         "-c",
         &user_agent,
@@ -348,11 +358,7 @@ pub(crate) fn write_get_sources(
     if settings.git_checkout {
         let sha = job.git_info.sha.as_str();
         let target = if sha.is_empty() { "FETCH_HEAD" } else { sha };
-        let short: String = target.chars().take(8).collect();
-        w.notice(&format!(
-            "Checking out {short} as detached HEAD (ref is {})...",
-            job.git_info.r#ref
-        ));
+        write_checkout_notice(w, job);
         w.command(&[
             "git",
             "-c",
@@ -382,11 +388,46 @@ pub(crate) fn write_get_sources(
         SubmoduleStrategy::Recursive => write_submodules(w, &git, true),
     }
 
-    let mut post = hook("post_get_sources_script");
+    write_post_hooks(w, sc, hook("post_get_sources_script"));
+    Ok(())
+}
+
+/// `Fetching changes…`, with the depth when there is one.
+fn write_fetch_notice(w: &mut BashWriter, job: &JobResponse) {
+    let depth = job.git_info.depth;
+    if depth > 0 {
+        w.notice(&format!(
+            "Fetching changes with git depth set to {depth}..."
+        ));
+    } else {
+        w.notice("Fetching changes...");
+    }
+}
+
+fn write_checkout_notice(w: &mut BashWriter, job: &JobResponse) {
+    let sha = job.git_info.sha.as_str();
+    let target = if sha.is_empty() { "FETCH_HEAD" } else { sha };
+    let short: String = target.chars().take(8).collect();
+    w.notice(&format!(
+        "Checking out {short} as detached HEAD (ref is {})...",
+        job.git_info.r#ref
+    ));
+}
+
+/// The job's post_get_sources hook, then config.toml's `post_get_sources_script`.
+fn write_post_hooks(w: &mut BashWriter, sc: &ScriptContext<'_>, mut post: Vec<String>) {
     post.extend(sc.ctx.post_get_sources_script.iter().cloned());
     post.retain(|c| !c.trim().is_empty());
     w.user_commands(&post);
-    Ok(())
+}
+
+/// `-c` value for git's user agent in fetches.
+pub(crate) fn user_agent_config(ctx: &crate::context::RunnerContext) -> String {
+    format!(
+        "http.userAgent=glrunner {} {}",
+        ctx.version,
+        crate::variables::executable_arch()
+    )
 }
 
 /// `include.path = <file>` in `target`, replacing an earlier include of the same file.
@@ -420,16 +461,40 @@ fn write_git_config(w: &mut BashWriter, git: &Git<'_>, template: &str) {
 
 /// The config of new repositories: gitlab-runner's template settings and the external config.
 fn template_config_text(external: &str) -> String {
+    new_repository_config(Some(external), None)
+}
+
+/// gitlab-runner's template settings, the include of the external config, and the `origin` remote
+/// `git remote add` writes.
+pub(crate) fn new_repository_config(external: Option<&str>, origin: Option<&str>) -> String {
     let mut c = GitConfig::default();
     for (section, key, value) in [
         ("init", "defaultBranch", "none"),
         ("fetch", "recurseSubmodules", "false"),
         ("credential", "interactive", "never"),
         ("gc", "autoDetach", "false"),
-        ("include", "path", external),
     ] {
         c.add(section, None, key, value);
     }
+    if let Some(external) = external {
+        c.add("include", None, "path", external);
+    }
+    if let Some(url) = origin {
+        c.add("remote", Some("origin"), "url", url);
+        c.add(
+            "remote",
+            Some("origin"),
+            "fetch",
+            "+refs/heads/*:refs/remotes/origin/*",
+        );
+    }
+    c.text()
+}
+
+/// An `[include]` of the external config, to append to a repository's config.
+pub(crate) fn include_config(external: &str) -> String {
+    let mut c = GitConfig::default();
+    c.add("include", None, "path", external);
     c.text()
 }
 
