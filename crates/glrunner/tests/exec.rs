@@ -334,6 +334,7 @@ isolated:
     let run = p.exec(&[]).await;
     run.code(0)
         .has("binary v1")
+        .has("Downloading artifacts for build (1)...")
         .has("version 1.2.3 channel beta")
         .has("no artifacts here")
         .has("version=none");
@@ -665,4 +666,139 @@ deploy:
     let summary_a = run.output.rfind(&run.summary("a")).unwrap();
     let summary_b = run.output.rfind(&run.summary("b")).unwrap();
     assert!(summary_a < summary_b, "{}", run.output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_checkout_is_the_repository_a_fetch_gives() {
+    let p = Project::new(&[
+        (
+            ".gitlab-ci.yml",
+            r#"
+stages: [one, two]
+fetched:
+  stage: one
+  variables:
+    # Not the default clean flags: this job fetches into its checkout instead of copying one.
+    GIT_CLEAN_FLAGS: -ffdx -e nothing-to-keep
+  script:
+    - ./facts.sh fetched
+copied:
+  stage: one
+  script:
+    - ./facts.sh copied
+    # A copy is fresh: not even what a job leaves in .git reaches the next job in its directory.
+    - echo changed >> README.md && echo junk > junk.txt && git tag local-tag
+again:
+  stage: two
+  script:
+    - ./facts.sh again
+    - test ! -e junk.txt && echo "no junk from the job before"
+"#,
+        ),
+        (
+            "facts.sh",
+            "#!/bin/sh\n\
+             printf 'facts %s: commits=%s head=%s branch=%s dirty=%s refs=%s shallow=%s include=%s origin=%s\\n' \"$1\" \
+             \"$(git rev-list --count HEAD)\" \"$(git rev-parse HEAD)\" \"$(git rev-parse --abbrev-ref HEAD)\" \
+             \"$(git status --porcelain | wc -l | tr -d ' ')\" \"$(git for-each-ref --format='%(refname)' | tr '\\n' ' ')\" \
+             \"$(wc -l < .git/shallow | tr -d ' ')\" \"$(git config --get-all include.path | sed 's#.*/##')\" \
+             \"$(git remote get-url origin | sed 's#.*/##')\"\n",
+        ),
+        ("README.md", "readme\n"),
+    ]);
+    // More commits than the default depth of 20, so the checkouts are shallow.
+    for i in 0..22 {
+        p.git(&[
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            &format!("commit {i}"),
+        ]);
+    }
+    let head = p.git(&["rev-parse", "HEAD"]).trim().to_owned();
+    let run = p.exec(&["--concurrency", "1"]).await;
+    run.code(0).has("no junk from the job before");
+    let facts = |job: &str| {
+        let prefix = format!("facts {job}: ");
+        run.output
+            .lines()
+            .find_map(|l| l.split_once(&prefix).map(|(_, f)| f.to_owned()))
+            .unwrap_or_else(|| panic!("no facts of {job}:\n{}", run.output))
+    };
+    let copied = facts("copied");
+    assert_eq!(copied, facts("fetched"), "{}", run.output);
+    assert_eq!(copied, facts("again"), "{}", run.output);
+    assert!(copied.contains(&format!("head={head} ")), "{copied}");
+    assert!(
+        copied.contains("commits=20 ") && copied.contains("shallow=1 "),
+        "{copied}"
+    );
+    assert!(copied.contains("branch=HEAD dirty=0 "), "{copied}");
+    assert!(
+        copied.contains("refs=refs/pipelines/1 refs/remotes/origin/main "),
+        "{copied}"
+    );
+    assert!(copied.contains("include=.glrunner-git.conf "), "{copied}");
+    assert!(copied.ends_with("origin=source.git"), "{copied}");
+    // Both ways print the runner's lines of a fetch; only the fetching job has git's own init line.
+    for job in ["copied", "fetched", "again"] {
+        let lines: Vec<&str> = run
+            .output
+            .lines()
+            .filter(|l| l.starts_with(&format!("{job} ")))
+            .collect();
+        let log = lines.join("\n");
+        for line in [
+            "Fetching changes with git depth set to 20...",
+            &format!(
+                "Checking out {} as detached HEAD (ref is main)...",
+                &head[..8]
+            ),
+            "Skipping Git submodules setup",
+        ] {
+            assert!(log.contains(line), "{line:?} missing from {job}:\n{log}");
+        }
+        assert_eq!(
+            log.contains("Initialized empty Git repository") || log.contains("Reinitialized"),
+            job == "fetched",
+            "{job}:\n{log}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_in_a_subdirectory_checks_out_just_that_directory() {
+    let p = Project::new(&[
+        (
+            "app/.gitlab-ci.yml",
+            "show:\n  script:\n    - \"echo files $(ls -A | grep -v '^.git$' | tr '\\\\n' ' ')\"\n",
+        ),
+        ("app/data.txt", "data\n"),
+        ("top.txt", "outside the project\n"),
+    ]);
+    let dir = p.dir().join("app");
+    let state = p.state();
+    let out = run_command(
+        p.tmp.path(),
+        &[
+            "exec",
+            "-C",
+            path_str(&dir),
+            "--state-dir",
+            path_str(&state),
+        ],
+    )
+    .await;
+    assert_eq!(out.code(), Some(0), "{}", out.output);
+    assert!(
+        out.output.contains("files .gitlab-ci.yml data.txt\n"),
+        "{}",
+        out.output
+    );
+    assert!(
+        out.output.contains("jobs check out commit"),
+        "{}",
+        out.output
+    );
 }

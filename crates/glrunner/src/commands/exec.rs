@@ -20,7 +20,7 @@ use crate::cli::ExecArgs;
 use crate::version;
 use glrunner_job::local_artifacts::StoredArtifacts;
 use glrunner_job::shell::ShellExecutor;
-use glrunner_job::{JobOutcome, RunnerContext, run_job};
+use glrunner_job::{JobOutcome, PreparedCheckout, RunnerContext, run_job};
 use glrunner_pipeline::rules::JobWhen;
 use glrunner_pipeline::{
     JobResult, JobStatus, LocalArtifacts, LocalContext, Next, Pipeline, Plan, Selection,
@@ -125,7 +125,7 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
         );
     }
 
-    let runner = RunnerContext {
+    let mut runner = RunnerContext {
         name: "local".to_owned(),
         short_token: "local".to_owned(),
         system_id: "local".to_owned(),
@@ -156,6 +156,7 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
     // Free slots (`CI_CONCURRENT_ID`, and the checkout directory); the lowest is taken first.
     let mut free: Vec<usize> = (0..concurrency).rev().collect();
     let mut running: JoinSet<Finished> = JoinSet::new();
+    let mut checkout_tried = false;
     loop {
         let stopping = control.cancel.is_cancelled() || control.abort.is_cancelled();
         if !stopping {
@@ -187,6 +188,12 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
                     }
                 };
                 point_at_snapshot(&mut payload, &snapshot, ctx.pipeline_id);
+                // The first job that fetches with the pipeline's depth makes the checkout the others
+                // copy.
+                if !checkout_tried && payload.git_info.depth == ctx.git_depth {
+                    checkout_tried = true;
+                    runner.prepared_checkout = prepare_checkout(&state, &payload, &runner).await;
+                }
                 for warning in ignored_keys(&payload) {
                     println!("{prefix}WARNING: {warning}");
                 }
@@ -281,6 +288,31 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
             .unwrap_or(1);
         ExitCode::from(code)
     })
+}
+
+/// The checkout jobs copy instead of fetching (see `glrunner_job::checkout`), or `None` with a note
+/// when it cannot be made: the jobs then fetch as usual.
+async fn prepare_checkout(
+    state: &ExecState,
+    job: &JobResponse,
+    runner: &RunnerContext,
+) -> Option<PreparedCheckout> {
+    let (dir, job, runner) = (state.checkout(), job.clone(), runner.clone());
+    let made =
+        tokio::task::spawn_blocking(move || PreparedCheckout::create(&dir, &job, &runner)).await;
+    match made {
+        Ok(Ok(checkout)) => Some(checkout),
+        Ok(Err(e)) => {
+            eprintln!("note: {e}");
+            None
+        }
+        Err(e) => {
+            eprintln!(
+                "note: the checkout for all jobs could not be prepared ({e}); each job fetches its own"
+            );
+            None
+        }
+    }
 }
 
 /// A job that ended, with what is needed to report it.

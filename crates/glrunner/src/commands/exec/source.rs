@@ -11,7 +11,7 @@
 use glrunner_pipeline::GitFacts;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// What a job's get_sources fetches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +68,35 @@ struct Git<'a> {
 }
 
 impl Git<'_> {
+    /// Run git; its output trimmed.
     fn run<I, S>(&self, args: I) -> Result<String, SourceError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.run_raw(args).map(|out| out.trim().to_owned())
+    }
+
+    /// Run git with `input` on its stdin.
+    fn run_with_input<I, S>(&self, args: I, input: &str) -> Result<String, SourceError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.spawn(args, Some(input))
+            .map(|out| out.trim().to_owned())
+    }
+
+    /// Run git; its output as it printed it.
+    fn run_raw<I, S>(&self, args: I) -> Result<String, SourceError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.spawn(args, None)
+    }
+
+    fn spawn<I, S>(&self, args: I, input: Option<&str>) -> Result<String, SourceError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -89,7 +117,23 @@ impl Git<'_> {
             cmd.env_remove(var);
         }
         cmd.envs(self.env.iter().map(|(k, v)| (*k, v.as_str())));
-        let out = cmd.output().map_err(SourceError::NoGit)?;
+        let out = match input {
+            None => cmd.output().map_err(SourceError::NoGit)?,
+            Some(input) => {
+                use std::io::Write;
+                let mut child = cmd
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .map_err(SourceError::NoGit)?;
+                if let Some(mut stdin) = child.stdin.take() {
+                    // A write error shows as git's own failure below.
+                    let _ = stdin.write_all(input.as_bytes());
+                }
+                child.wait_with_output().map_err(SourceError::NoGit)?
+            }
+        };
         if !out.status.success() {
             return Err(SourceError::Git {
                 command: args
@@ -101,7 +145,53 @@ impl Git<'_> {
                 repo: self.repo.to_path_buf(),
             });
         }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+/// Where the project sits in the user's repository, read with one git call.
+struct WorkTree {
+    /// The project's directory relative to the top of the work tree (`sub/dir/`, or empty).
+    prefix: String,
+    user_objects: String,
+    user_index: String,
+    /// HEAD's tree, when HEAD has a commit.
+    head_tree: Option<String>,
+}
+
+impl WorkTree {
+    /// `None` outside a work tree (a plain directory).
+    fn read(git: &Git<'_>, facts: &GitFacts) -> Option<Self> {
+        let mut args = vec![
+            "rev-parse".to_owned(),
+            "--show-toplevel".to_owned(),
+            "--path-format=absolute".to_owned(),
+            "--git-path".to_owned(),
+            "objects".to_owned(),
+            "--git-path".to_owned(),
+            "index".to_owned(),
+            "--show-prefix".to_owned(),
+        ];
+        if facts.repository {
+            args.push(format!("{}^{{tree}}", facts.sha));
+        }
+        let out = git.run_raw(&args).ok()?;
+        let mut lines = out.lines();
+        let _top = lines.next()?;
+        let user_objects = lines.next()?.to_owned();
+        let user_index = lines.next()?.to_owned();
+        // An empty line at the top of the work tree.
+        let prefix = lines.next().unwrap_or_default().to_owned();
+        let head_tree = match facts.repository {
+            true => Some(lines.next()?.to_owned()),
+            false => None,
+        };
+        Some(Self {
+            prefix,
+            user_objects,
+            user_index,
+            head_tree,
+        })
     }
 }
 
@@ -130,40 +220,35 @@ pub fn take(project_dir: &Path, facts: &GitFacts, repo: &Path) -> Result<Snapsho
 
     let index = repo.join("glrunner-index");
     let objects = repo.join("objects");
-    let work_tree = plain.run(["rev-parse", "--show-toplevel"]).ok();
     let mut env = vec![
         ("GIT_INDEX_FILE", index.display().to_string()),
         ("GIT_OBJECT_DIRECTORY", objects.display().to_string()),
     ];
-    let (prefix, head) = match &work_tree {
-        Some(_) => {
-            let prefix = plain.run(["rev-parse", "--show-prefix"])?;
-            let user_objects = plain.run([
-                "rev-parse",
-                "--path-format=absolute",
-                "--git-path",
-                "objects",
-            ])?;
+    let (prefix, head, head_tree) = match WorkTree::read(&plain, facts) {
+        Some(WorkTree {
+            prefix,
+            user_objects,
+            user_index,
+            head_tree,
+        }) => {
             std::fs::write(
                 objects.join("info").join("alternates"),
                 format!("{user_objects}\n"),
             )
             .map_err(io)?;
             env.push(("GIT_ALTERNATE_OBJECT_DIRECTORIES", user_objects));
-            let user_index =
-                plain.run(["rev-parse", "--path-format=absolute", "--git-path", "index"])?;
             // Starting from the user's index, only files changed since it was written are hashed.
             if Path::new(&user_index).is_file() {
                 std::fs::copy(&user_index, &index).map_err(io)?;
             }
             let head = facts.repository.then(|| facts.sha.clone());
-            (prefix, head)
+            (prefix, head, head_tree)
         }
         None => {
             // Not a repository: git reads the directory through the snapshot repository itself.
             env.push(("GIT_DIR", repo.display().to_string()));
             env.push(("GIT_WORK_TREE", project_dir.display().to_string()));
-            (String::new(), None)
+            (String::new(), None, None)
         }
     };
     let own = Git {
@@ -178,10 +263,7 @@ pub fn take(project_dir: &Path, facts: &GitFacts, repo: &Path) -> Result<Snapsho
         own.run(["write-tree".to_owned(), format!("--prefix={prefix}")])?
     };
 
-    let head_tree = match (&head, prefix.is_empty()) {
-        (Some(sha), true) => Some(plain.run(["rev-parse", &format!("{sha}^{{tree}}")])?),
-        _ => None,
-    };
+    let head_tree = head_tree.filter(|_| prefix.is_empty());
     let (commit, differs_from_head) = match (&head, head_tree) {
         (Some(sha), Some(head_tree)) if head_tree == tree => (sha.clone(), false),
         _ => {
@@ -214,17 +296,18 @@ pub fn take(project_dir: &Path, facts: &GitFacts, repo: &Path) -> Result<Snapsho
         env: vec![("GIT_DIR", repo.display().to_string())],
         repo,
     };
-    bare.run(["update-ref", "--no-deref", "HEAD", &commit])?;
-    // The branch or tag the jobs fetch besides HEAD: the real commit when the snapshot has it.
+    // HEAD, and the branch or tag the jobs fetch besides it: the real commit when the snapshot has it.
     let named = match (&head, prefix.is_empty()) {
         (Some(sha), true) => sha.clone(),
         _ => commit.clone(),
     };
+    let mut updates = format!("update HEAD {commit}\n");
     if let Some(branch) = &facts.branch {
-        bare.run(["update-ref", &format!("refs/heads/{branch}"), &named])?;
+        updates.push_str(&format!("update refs/heads/{branch} {named}\n"));
     } else if let Some(tag) = &facts.tag {
-        bare.run(["update-ref", &format!("refs/tags/{tag}"), &named])?;
+        updates.push_str(&format!("update refs/tags/{tag} {named}\n"));
     }
+    bare.run_with_input(["update-ref", "--no-deref", "--stdin"], &updates)?;
     // git takes the path of a file:// URL as it is written.
     Ok(Snapshot {
         url: format!("file://{}", repo.display()),

@@ -2,6 +2,7 @@
 //! the project: `$XDG_CACHE_HOME/glrunner/exec/<project>-<hash of its path>/` (`~/.cache/…` without
 //! XDG_CACHE_HOME), or `--state-dir`:
 //! - `source.git`: the snapshot jobs check out (see [`super::source`]), made anew each run;
+//! - `checkout/`: the snapshot checked out once per run, which jobs copy instead of fetching;
 //! - `builds/`: the jobs' checkouts, the shell executor's builds directory;
 //! - `cache/`: `cache:` archives, kept across runs like a runner's local cache;
 //! - `artifacts/<job id>/<type>/<file>`: the run's artifacts and reports, replaced by the next run.
@@ -66,6 +67,11 @@ impl ExecState {
 
     pub fn source(&self) -> PathBuf {
         self.root.join("source.git")
+    }
+
+    /// The checkout made once per run that jobs copy (see `glrunner_job::checkout`).
+    pub fn checkout(&self) -> PathBuf {
+        self.root.join("checkout")
     }
 
     pub fn builds(&self) -> PathBuf {
