@@ -12,12 +12,18 @@
 //!   `ImagePullBackOff`, `CreateContainerConfigError`, `CrashLoopBackOff`), terminated reasons
 //!   (`Completed`, `Error`, `OOMKilled`), phases, conditions and events;
 //! - `pods/exec`, `pods/attach` and `pods/log` are served from those processes
-//!   ([`crate::stream`]);
+//!   (`stream`);
 //! - faults for tests: OOM-kill a container, evict a pod, drop the open streams, cut the API
 //!   server's connection to the kubelet, crash the kubelet.
 //!
 //! Running containers needs root (mount namespaces, overlayfs); without it everything up to the
 //! container start still happens and the start fails with a message saying so.
+//!
+//! Not modelled: PID and network namespaces (containers share the host's; pod IPs are
+//! 127.0.0.1), CPU limits, probes (a running container is ready), lifecycle hooks, TTYs (resize
+//! messages are accepted and ignored), service account token projection, port-forward, and
+//! SPDY (kubectl uses websockets since 1.30). A missing command exits 127 (`env`'s answer)
+//! rather than failing the start.
 
 pub mod image;
 pub mod node;
@@ -468,7 +474,8 @@ impl Kubelet {
         options
             .subresource_handler("pods", "log", handler.clone())
             .subresource_handler("pods", "exec", handler.clone())
-            .subresource_handler("pods", "attach", handler)
+            .subresource_handler("pods", "attach", handler.clone())
+            .subresource_handler("pods", "portforward", handler)
     }
 
     /// Start: check that containers can run here, register the node, and begin scheduling and

@@ -782,7 +782,7 @@ impl Worker {
         ) {
             Ok(l) => Arc::new(l),
             Err(e) => {
-                self.start_failed(i, restart, format!("creating the container log: {e}"));
+                self.start_failed(i, format!("creating the container log: {e}"));
                 return;
             }
         };
@@ -795,7 +795,7 @@ impl Worker {
         let mounts = match self.mounts(&spec, img) {
             Ok(m) => m,
             Err(message) => {
-                self.start_failed(i, restart, message);
+                self.start_failed(i, message);
                 return;
             }
         };
@@ -810,12 +810,12 @@ impl Worker {
         let tools = match self.s.tools() {
             Ok(t) => t.clone(),
             Err(why) => {
-                self.start_failed(i, restart, why);
+                self.start_failed(i, why);
                 return;
             }
         };
         if argv.is_empty() {
-            self.start_failed(i, restart, "no command specified".to_owned());
+            self.start_failed(i, "no command specified".to_owned());
             return;
         }
         let launch = LaunchSpec {
@@ -895,11 +895,11 @@ impl Worker {
                 self.exits
                     .spawn(async move { (i, instance, process.wait().await) });
             }
-            Err(StartError(message)) => self.start_failed(i, restart, message),
+            Err(StartError(message)) => self.start_failed(i, message),
         }
     }
 
-    fn start_failed(&mut self, i: usize, _restart: i32, message: String) {
+    fn start_failed(&mut self, i: usize, message: String) {
         let message = format!(
             "failed to create containerd task: failed to start the container process: {message}"
         );

@@ -42,7 +42,7 @@ impl SubresourceHandler for Handler {
                 "log" => log::serve(s, request).await,
                 "exec" | "attach" => exec::serve(s, request).await,
                 other => error_response(&ApiError::bad_request(format!(
-                    "pods/{other} is not served by this kubelet"
+                    "pods/{other} is not served by the process kubelet of this test API server"
                 ))),
             }
         })
