@@ -21,8 +21,9 @@ use tokio::io::{
 };
 use tokio::sync::{mpsc, watch};
 
-/// The largest file `write` accepts on stdin (a stage script with all of a job's variables).
-pub const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
+/// The largest file `write` accepts on stdin (a stage script with all of a job's variables, or the
+/// project's sources for `glrunner exec`).
+pub const MAX_FILE_SIZE: u64 = 256 * 1024 * 1024;
 
 /// `glrunner helper read-logs`.
 #[derive(Debug, Clone, Args)]
@@ -360,7 +361,7 @@ async fn receive_files<I: AsyncRead + Unpin>(
                         "file {name} is {size} bytes, more than the {MAX_FILE_SIZE} read-logs accepts"
                     ));
                 }
-                let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+                let mut data = Vec::with_capacity(usize::try_from(size.min(1 << 20)).unwrap_or(0));
                 match (&mut reader).take(size).read_to_end(&mut data).await {
                     Ok(n) if n as u64 == size => {}
                     // The sender went away mid-file: nothing is written.

@@ -114,6 +114,11 @@ impl Cluster {
         &self.config
     }
 
+    /// The namespaces whose pods the manager follows now.
+    pub fn watched_namespaces(&self) -> Vec<String> {
+        self.watches.namespaces()
+    }
+
     pub fn home_namespace(&self) -> Option<&str> {
         self.home_namespace.as_deref()
     }
@@ -143,6 +148,7 @@ impl Cluster {
         KubernetesExecutor {
             cluster: self.clone(),
             job: None,
+            files: Vec::new(),
         }
     }
 
@@ -158,6 +164,8 @@ impl Cluster {
 pub struct KubernetesExecutor {
     cluster: Arc<Cluster>,
     job: Option<Box<JobPod>>,
+    /// Files written next to the stage scripts before the first stage.
+    files: Vec<(String, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for KubernetesExecutor {
@@ -169,9 +177,15 @@ impl std::fmt::Debug for KubernetesExecutor {
 }
 
 impl KubernetesExecutor {
-    /// Calls this job made so far through the shared wrapper (all jobs' calls, in fact).
     pub fn cluster(&self) -> &Arc<Cluster> {
         &self.cluster
+    }
+
+    /// Also write `data` as `name` in the job's scripts directory ([`pod::scripts_dir`]) before the
+    /// first stage (`glrunner exec` sends the project's sources this way).
+    pub fn with_file(mut self, name: &str, data: Vec<u8>) -> Self {
+        self.files.push((name.to_owned(), data));
+        self
     }
 }
 
@@ -338,7 +352,11 @@ impl KubernetesExecutor {
             warnings_shown: 0,
         }));
         job.create(o.cancel, trace).await?;
-        job.open_session().await
+        job.open_session().await?;
+        for (name, data) in std::mem::take(&mut self.files) {
+            job.send_file(&name, &data, Some(trace), None).await?;
+        }
+        Ok(())
     }
 }
 
@@ -346,6 +364,20 @@ fn show_report(trace: &Trace, report: &Report) {
     for p in &report.problems {
         format::warning(trace, &p.message);
     }
+}
+
+/// The most bytes one WebSocket frame carries (API servers and proxies limit frame sizes); stage
+/// commands stay far below it, so each reaches the container whole or not at all.
+const MAX_FRAME: usize = 1024 * 1024;
+
+/// Send `data` to stdin in frames of at most [`MAX_FRAME`]; false when the connection is gone.
+async fn send_chunked(conn: &Conn, data: &[u8]) -> bool {
+    for chunk in data.chunks(MAX_FRAME) {
+        if !conn.send(chunk).await {
+            return false;
+        }
+    }
+    true
 }
 
 /// The session with the running pod.
@@ -749,7 +781,7 @@ impl JobPod {
                     self.session.stderr.clear();
                     self.session.logs_spoke = false;
                     for frame in self.session.unacked.values() {
-                        conn.send(frame).await;
+                        send_chunked(&conn, frame).await;
                     }
                     self.session.logs = Some(conn);
                     if after_drop {
@@ -876,7 +908,7 @@ impl JobPod {
         frame.extend_from_slice(data);
         self.session.unacked.insert(name.to_owned(), frame.clone());
         if let Some(c) = &self.session.logs
-            && !c.send(&frame).await
+            && !send_chunked(c, &frame).await
         {
             self.connect_logs(true).await?;
         }
@@ -1271,13 +1303,18 @@ impl JobPod {
                 }
             }
         }
-        if self.namespace_created
-            && let Err(e) = kube.delete_namespace(&ns).await
-        {
-            problems.push(e.to_string());
+        let pod_name = self.plan.name.clone();
+        if self.namespace_created {
+            if let Err(e) = kube.delete_namespace(&ns).await {
+                problems.push(e.to_string());
+            }
+            // Nobody follows pods there any more.
+            let cluster = self.cluster.clone();
+            drop(self);
+            cluster.watches.release(&ns);
         }
         for p in problems {
-            tracing::warn!(pod = %self.plan.name, "cleaning up the job's objects: {p}");
+            tracing::warn!(pod = %pod_name, "cleaning up the job's objects: {p}");
             format::warning(
                 trace,
                 &format!("the job's objects could not all be deleted: {p}"),

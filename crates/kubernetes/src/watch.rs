@@ -131,6 +131,31 @@ impl Watches {
         }
     }
 
+    /// Stop following `namespace` once nobody does (a job's own namespace, after the job).
+    pub fn release(&self, namespace: &str) {
+        let mut map = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
+        let unused = map.get(namespace).is_some_and(|ns| {
+            ns.pods
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .all(|tx| tx.receiver_count() == 0)
+        });
+        if unused && let Some(ns) = map.remove(namespace) {
+            ns.stop.cancel();
+        }
+    }
+
+    /// Namespaces followed now.
+    pub fn namespaces(&self) -> Vec<String> {
+        self.namespaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     fn namespace(&self, namespace: &str) -> Arc<Namespace> {
         let mut map = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(ns) = map.get(namespace) {

@@ -958,3 +958,42 @@ async fn a_missing_permission_fails_the_job_with_the_role_that_grants_it() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_namespace_per_job_is_created_and_deleted_with_the_job() {
+    let Some(env) = cluster::start(cluster::kubelet(), false).await else {
+        return;
+    };
+    let mut config = cluster::config();
+    config.namespace_per_job = Some(true);
+    // Job namespaces do not exist in advance: glrunner's Role is a ClusterRole then.
+    let role = cluster::role_yaml(&config);
+    assert!(role.contains("kind: ClusterRole"), "{role}");
+    env.cluster.apply_yaml(&role).expect("cluster role");
+    let cluster = executor_cluster(&env, config).await;
+    let (outcome, text) = run(
+        &cluster,
+        &job(140, &["echo in $CI_JOB_ID"]),
+        &JobControl::new(),
+    )
+    .await;
+    assert_eq!(outcome, JobOutcome::Success, "{text}");
+    assert!(
+        text.contains("Using Kubernetes namespace: ci-job-140"),
+        "{text}"
+    );
+    assert!(text.contains("\nin 140"), "{text}");
+    cluster::until(&env.cluster, 30, "the job's namespace going away", |c| {
+        c.store()
+            .get_as::<k8s_openapi::api::core::v1::Namespace>("", "ci-job-140")
+            .is_none()
+    })
+    .await;
+    assert!(
+        !cluster
+            .watched_namespaces()
+            .contains(&"ci-job-140".to_owned()),
+        "{:?}",
+        cluster.watched_namespaces()
+    );
+}

@@ -97,6 +97,18 @@ pub fn cache_dir(ctx: &RunnerContext) -> String {
         .to_owned()
 }
 
+/// Where a job's stage scripts (and the files the executor sends along) are in its pod:
+/// `<scripts_base_dir>/scripts-<project>-<job>`.
+pub fn scripts_dir(config: &KubernetesConfig, job: &JobResponse) -> String {
+    let base = config
+        .scripts_base_dir
+        .clone()
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_owned();
+    format!("{base}/scripts-{}-{}", job.job_info.project_id, job.id)
+}
+
 /// The job's directories: `<builds>/<project path>`, or gitlab-runner's shared layout
 /// (`<builds>/<short token>/<concurrent id>/<project path>`) when a volume that outlives the pod
 /// (host_path, pvc, csi, nfs) is mounted at the builds dir, so concurrent jobs never share a checkout.
@@ -407,10 +419,7 @@ impl<'a> Builder<'a> {
                 .trim_end_matches('/')
                 .to_owned()
         };
-        let scripts_dir = format!(
-            "{}/scripts-{project}-{job_id}",
-            base(&config.scripts_base_dir)
-        );
+        let scripts_dir = scripts_dir(config, job);
         let logs_dir = format!("{}/logs-{project}-{job_id}", base(&config.logs_base_dir));
         let secrets_dir = format!("/secrets-{project}-{job_id}");
         let builds = ctx.paths.builds_dir.clone();
