@@ -5,7 +5,8 @@
 //! template's settings, fetch of the job's refspecs and depth, checkout, `git lfs pull` when git-lfs
 //! is installed). A job whose get_sources would do exactly that (see [`PreparedCheckout::serves`])
 //! then gets a fresh copy of it: its project directory is removed and the prepared one copied in its
-//! place with one `cp -R`, instead of an init, a fetch, a checkout and a clean. The copy is a whole
+//! place with one copy (`cp -R`, or the executor's own copy, see [`crate::stage_ops`]), instead of an
+//! init, a fetch, a checkout and a clean. The copy is a whole
 //! repository of its own (objects included), so the job may change it freely.
 //!
 //! Only shallow fetches (`GIT_DEPTH` > 0, GitLab's default is 20) are prepared: a copy holds the
@@ -13,9 +14,9 @@
 //! checkout the job's slot keeps.
 
 use crate::context::RunnerContext;
-use crate::script::{BashWriter, escape};
 use crate::settings::{GitStrategy, JobSettings, SubmoduleStrategy};
 use crate::sources::{self, Remote};
+use crate::stage_ops::Op;
 use glrunner_protocol::JobResponse;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -219,20 +220,22 @@ impl PreparedCheckout {
 
     /// Replace `project_dir` with a copy, and make the copy include the job's external git config,
     /// as a new repository's template does.
-    pub(crate) fn write_copy(&self, w: &mut BashWriter, project_dir: &str, external_config: &str) {
-        w.rm_rf(project_dir);
+    pub(crate) fn copy_ops(&self, project_dir: &str, external_config: &str) -> Vec<Op> {
+        let mut ops = vec![Op::RemoveTree(project_dir.to_owned())];
         if let Some((parent, _)) = project_dir.rsplit_once('/').filter(|(p, _)| !p.is_empty()) {
-            w.mkdir(parent);
+            ops.push(Op::MakeDir(parent.to_owned()));
         }
         // Like a checkout, the copy's files are new: owned by the job's user, modes from the
         // repository (less the umask), modified now.
-        w.command(&["cp", "-R", &self.dir, project_dir]);
-        w.line(&format!(
-            "printf '%s' {} >> {}",
-            escape(&sources::include_config(external_config)),
-            escape(&format!("{project_dir}/.git/config"))
-        ));
-        w.check_exit_code();
+        ops.push(Op::CopyTree {
+            from: self.dir.clone(),
+            to: project_dir.to_owned(),
+        });
+        ops.push(Op::AppendFile {
+            path: format!("{project_dir}/.git/config"),
+            content: sources::include_config(external_config),
+        });
+        ops
     }
 }
 
@@ -355,12 +358,11 @@ mod tests {
         let project = tmp.path().join("builds/0/acme/demo");
         std::fs::create_dir_all(&project).unwrap();
         std::fs::write(project.join("leftover"), "x").unwrap();
-        let mut w = BashWriter::default();
-        prepared.write_copy(
-            &mut w,
-            project.to_str().unwrap(),
-            "/b/demo.tmp/.glrunner-git.conf",
-        );
+        let mut w = crate::script::BashWriter::default();
+        crate::stage_ops::StageOps {
+            ops: prepared.copy_ops(project.to_str().unwrap(), "/b/demo.tmp/.glrunner-git.conf"),
+        }
+        .write(&mut w);
         let out = Command::new("bash")
             .args(["--noprofile", "--norc", "-c", &w.finish()])
             .output()

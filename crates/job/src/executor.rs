@@ -38,6 +38,9 @@ pub struct StageScript {
     pub container: Container,
     /// A complete bash script; it contains secrets, so `Debug` leaves it out.
     pub script: String,
+    /// The same work as simple steps, when the stage is made only of those: an executor on the job's
+    /// own machine may carry them out itself instead of running `script` (see [`crate::stage_ops`]).
+    pub ops: Option<crate::stage_ops::StageOps>,
 }
 
 impl std::fmt::Debug for StageScript {
@@ -46,6 +49,7 @@ impl std::fmt::Debug for StageScript {
             .field("stage", &self.stage)
             .field("container", &self.container)
             .field("script", &format_args!("<{} bytes>", self.script.len()))
+            .field("ops", &self.ops.as_ref().map(|o| o.ops.len()))
             .finish()
     }
 }

@@ -17,6 +17,7 @@ pub mod settings;
 pub mod shell;
 pub mod sources;
 pub mod stage;
+pub mod stage_ops;
 pub mod variables;
 
 pub use checkout::PreparedCheckout;

@@ -30,7 +30,7 @@ use crate::executor::{Executor, ExecutorError, PrepareOptions, StageExit, StageS
 use crate::helper::HelperSetup;
 use crate::outcome::JobOutcome;
 use crate::paths::JobPaths;
-use crate::script::{ScriptContext, ScriptError, ScriptOptions};
+use crate::script::{ScriptContext, ScriptError, ScriptOptions, StageBody};
 use crate::settings::{JobSettings, format_go_duration};
 use crate::stage::{Stage, StageKind, StagePlan, Work};
 use crate::variables::{self, FEATURE_FLAGS, VariableSources, Variables};
@@ -306,7 +306,7 @@ impl JobRun<'_> {
 
         let stage = stage_named(&p.plan, "restore_cache")?;
         if stage.work == Work::Run {
-            let script = scripts.restore_cache().map_err(JobError::script)?;
+            let script = StageBody::script(scripts.restore_cache().map_err(JobError::script)?);
             self.run_attempts(
                 ex,
                 p,
@@ -320,7 +320,7 @@ impl JobRun<'_> {
 
         let stage = stage_named(&p.plan, "download_artifacts")?;
         if stage.work == Work::Run && self.can_transfer_artifacts(p, &stage) {
-            let script = scripts.download_artifacts();
+            let script = StageBody::script(scripts.download_artifacts());
             let attempts = p.settings.artifact_download_attempts;
             self.run_attempts(ex, p, &stage, &script, attempts, false)
                 .await?;
@@ -345,8 +345,13 @@ impl JobRun<'_> {
             .scripts(p)
             .archive_cache(failed)
             .map_err(JobError::script)?;
-        self.run_predefined(ex, stage, script, self.finishing_limits())
-            .await
+        self.run_predefined(
+            ex,
+            stage,
+            StageBody::script(script),
+            self.finishing_limits(),
+        )
+        .await
     }
 
     /// upload_artifacts_on_success or upload_artifacts_on_failure, if the job has artifacts for it.
@@ -365,7 +370,7 @@ impl JobRun<'_> {
         if !self.can_transfer_artifacts(p, stage) {
             return Ok(());
         }
-        let script = self.scripts(p).upload_artifacts(failed);
+        let script = StageBody::script(self.scripts(p).upload_artifacts(failed));
         self.run_predefined(ex, stage, script, self.finishing_limits())
             .await
     }
@@ -524,7 +529,7 @@ impl JobRun<'_> {
         ex: &mut dyn Executor,
         p: &Prepared,
         stage: &Stage,
-        script: &str,
+        body: &StageBody,
         attempts: u32,
         clear: bool,
     ) -> Result<(), JobError> {
@@ -533,10 +538,7 @@ impl JobRun<'_> {
         let mut backoff = RETRY_BACKOFF_START;
         let mut attempt = 1;
         loop {
-            match self
-                .run_predefined(ex, stage, script.to_owned(), limits)
-                .await
-            {
+            match self.run_predefined(ex, stage, body.clone(), limits).await {
                 Ok(()) => return Ok(()),
                 Err(e @ (JobError::Exit(_) | JobError::System(_))) if attempt < attempts => {
                     tracing::info!(
@@ -559,7 +561,7 @@ impl JobRun<'_> {
                 backoff = backoff.mul_f64(1.5).min(RETRY_BACKOFF_MAX);
             }
             if clear && attempt == 1 {
-                let script = self.scripts(p).clear_worktree();
+                let script = StageBody::script(self.scripts(p).clear_worktree());
                 let stage = StagePlan::clear_worktree();
                 // A failed clean-up only means the next attempt starts from what is there.
                 if let Err(e) = self.run_predefined(ex, &stage, script, limits).await {
@@ -597,7 +599,7 @@ impl JobRun<'_> {
             if stage.work != Work::Run {
                 continue;
             }
-            let text = self.scripts(p).user_step(script);
+            let text = StageBody::script(self.scripts(p).user_step(script));
             match self.run_stage(ex, stage, text, limits).await {
                 StageEnd::Exit(0) => {}
                 StageEnd::Exit(code) if *allow_failure => self.log.warning(&format!(
@@ -658,7 +660,7 @@ impl JobRun<'_> {
                 ..self.job_limits()
             }
         };
-        let text = self.scripts(p).after_script(script, status);
+        let text = StageBody::script(self.scripts(p).after_script(script, status));
         let (error, what) = match self.run_stage(ex, stage, text, limits).await {
             StageEnd::Exit(0) => return result,
             StageEnd::Exit(code) => (JobError::Exit(code), format!("exit code {code}")),
@@ -766,10 +768,10 @@ impl JobRun<'_> {
         &self,
         ex: &mut dyn Executor,
         stage: &Stage,
-        script: String,
+        body: StageBody,
         limits: Limits,
     ) -> Result<(), JobError> {
-        match self.run_stage(ex, stage, script, limits).await {
+        match self.run_stage(ex, stage, body, limits).await {
             StageEnd::Exit(0) => Ok(()),
             StageEnd::Exit(code) => Err(JobError::Exit(code)),
             StageEnd::Stopped(stop) => Err(self.stop_error(stop)),
@@ -782,7 +784,7 @@ impl JobRun<'_> {
         &self,
         ex: &mut dyn Executor,
         stage: &Stage,
-        script: String,
+        body: StageBody,
         limits: Limits,
     ) -> StageEnd {
         if let Some(stop) = self.already_stopped(&limits) {
@@ -794,7 +796,8 @@ impl JobRun<'_> {
         let script = StageScript {
             stage: stage.name.clone(),
             container: stage.container,
-            script,
+            script: body.script,
+            ops: body.ops,
         };
         let end = {
             let mut run = ex.run(&script, &token, self.log.0);

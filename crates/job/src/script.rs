@@ -11,6 +11,7 @@ use crate::context::RunnerContext;
 use crate::helper::HelperSetup;
 use crate::paths::JobPaths;
 use crate::settings::JobSettings;
+use crate::stage_ops::{Op, StageOps};
 use crate::variables::{Variables, is_valid_name};
 use glrunner_archive::{Level, Message};
 use glrunner_protocol::JobResponse;
@@ -416,6 +417,21 @@ impl BashWriter {
     }
 }
 
+/// What a stage runs: its script, and, for a stage made only of simple steps, those steps (an
+/// executor may carry them out instead of running the script).
+#[derive(Debug, Clone)]
+pub struct StageBody {
+    pub script: String,
+    pub ops: Option<StageOps>,
+}
+
+impl StageBody {
+    /// A script and nothing else.
+    pub fn script(script: String) -> Self {
+        Self { script, ops: None }
+    }
+}
+
 /// Everything stage scripts are made from.
 #[derive(Clone, Copy)]
 pub struct ScriptContext<'a> {
@@ -455,19 +471,32 @@ impl ScriptContext<'_> {
         ));
     }
 
-    /// prepare_script: says where the job runs and forgets what an earlier job left in `GITLAB_ENV`.
-    pub fn prepare_script(&self) -> String {
+    /// A stage made only of simple steps: its script, and the steps themselves for an executor
+    /// that carries them out (not under `CI_DEBUG_TRACE`, whose xtrace lines only bash prints).
+    pub fn body_of(&self, ops: StageOps) -> StageBody {
         let mut w = self.writer();
-        w.line("echo \"Running on ${HOSTNAME:-$(hostname)}...\"");
-        w.rm_f(&self.gitlab_env_path());
-        w.finish()
+        ops.write(&mut w);
+        StageBody {
+            script: w.finish(),
+            ops: (!self.options.debug_trace).then_some(ops),
+        }
+    }
+
+    /// prepare_script: says where the job runs and forgets what an earlier job left in `GITLAB_ENV`.
+    pub fn prepare_script(&self) -> StageBody {
+        self.body_of(StageOps {
+            ops: vec![Op::RunningOn, Op::RemoveFiles(vec![self.gitlab_env_path()])],
+        })
     }
 
     /// get_sources for the job's `GIT_STRATEGY`.
-    pub fn get_sources(&self) -> Result<String, ScriptError> {
+    pub fn get_sources(&self) -> Result<StageBody, ScriptError> {
+        if let Some(ops) = crate::sources::get_sources_ops(self) {
+            return Ok(self.body_of(ops));
+        }
         let mut w = self.writer();
         crate::sources::write_get_sources(&mut w, self)?;
-        Ok(w.finish())
+        Ok(StageBody::script(w.finish()))
     }
 
     /// clear_worktree: run before get_sources is tried again.
@@ -549,8 +578,7 @@ impl ScriptContext<'_> {
 
     /// cleanup_file_variables: removes the file variables' files, `GITLAB_ENV`, git's template and
     /// external config (with the credential helper), and lock files a killed git left.
-    pub fn cleanup(&self) -> String {
-        let mut w = self.writer();
+    pub fn cleanup(&self) -> StageBody {
         let mut files: Vec<String> = self
             .variables
             .file_keys()
@@ -563,14 +591,17 @@ impl ScriptContext<'_> {
             self.paths.tmp_dir,
             crate::sources::GIT_CONFIG_FILE
         ));
-        w.rm_files(&files.iter().map(String::as_str).collect::<Vec<_>>());
-        w.rm_rf(&format!("{}/git-template", self.paths.tmp_dir));
-        crate::sources::write_git_lock_cleanup(
-            &mut w,
+        let mut ops = StageOps {
+            ops: vec![
+                Op::RemoveFiles(files),
+                Op::RemoveTree(format!("{}/git-template", self.paths.tmp_dir)),
+            ],
+        };
+        ops.ops.extend(crate::sources::git_lock_cleanup(
             &self.paths.project_dir,
             self.settings.submodule_strategy != crate::settings::SubmoduleStrategy::None,
-        );
-        w.finish()
+        ));
+        self.body_of(ops)
     }
 }
 

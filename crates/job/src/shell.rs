@@ -1,5 +1,6 @@
 //! The shell executor: each stage script runs as a local `bash --noprofile --norc <script file>` in its
-//! own process group, with stdout and stderr merged into one pipe (so output keeps its order) that is
+//! own process group (a stage made only of simple steps, see [`crate::stage_ops`], is carried out
+//! without a shell), with stdout and stderr merged into one pipe (so output keeps its order) that is
 //! read with a small buffer straight into the trace.
 //!
 //! Scripts are written to a private temp dir (mode 0700, files 0600: they hold the job's secrets) that
@@ -15,6 +16,7 @@ use crate::executor::{
     Executor, ExecutorError, ExecutorFuture, PrepareOptions, StageExit, StageScript,
 };
 use crate::paths::JobPaths;
+use crate::stage_ops::StageOps;
 use glrunner_protocol::JobResponse;
 use glrunner_protocol::request::FeaturesInfo;
 use glrunner_trace::{Trace, format};
@@ -235,6 +237,22 @@ impl ShellExecutor {
             .prepared
             .as_ref()
             .ok_or_else(|| ShellError::NotPrepared(stage.clone()))?;
+        if let Some(ops) = script.ops.clone().filter(StageOps::can_run_here) {
+            // Simple steps on this machine need no shell. They are short (a copy of a checkout at
+            // most), so they run to their end even when the job is canceled meanwhile.
+            let (code, output) = tokio::task::spawn_blocking(move || {
+                let mut output = Vec::new();
+                let code = ops.run_here(&mut output);
+                (code, output)
+            })
+            .await
+            .map_err(|e| ShellError::Wait {
+                stage: stage.clone(),
+                source: io::Error::other(e.to_string()),
+            })?;
+            trace.write(&output);
+            return Ok(StageExit::Exited(code));
+        }
         let path = prepared.scripts.path().join(script_file_name(&stage));
         write_private(&path, script.script.as_bytes())
             .await

@@ -11,6 +11,7 @@
 
 use crate::script::{BashWriter, ScriptContext, ScriptError, escape};
 use crate::settings::{GitStrategy, SubmoduleStrategy};
+use crate::stage_ops::{Op, StageOps};
 use glrunner_protocol::{JobResponse, Secret};
 
 /// Refspecs when GitLab sends none (very old GitLab): every branch and tag.
@@ -185,23 +186,37 @@ const SUBMODULE_HINT: &str = "updating the submodules failed. If git says \"Auth
      .gitmodules, and set GIT_SUBMODULE_FORCE_HTTPS: \"true\" for `git@` URLs. Submodules on other \
      servers get no credentials from glrunner";
 
-/// `rm -f` each stale git file of `project_dir`, also inside `.git/modules` when submodules are used,
+/// Remove each stale git file of `project_dir`, also inside `.git/modules` when submodules are used,
 /// and stale ref locks.
-pub(crate) fn write_git_lock_cleanup(w: &mut BashWriter, project_dir: &str, submodules: bool) {
+pub(crate) fn git_lock_cleanup(project_dir: &str, submodules: bool) -> Vec<Op> {
     let git_dir = format!("{project_dir}/.git");
-    let files: Vec<String> = STALE_GIT_FILES
-        .iter()
-        .map(|f| format!("{git_dir}/{f}"))
-        .collect();
-    w.rm_files(&files.iter().map(String::as_str).collect::<Vec<_>>());
-    if submodules {
-        let names: Vec<&str> = STALE_GIT_FILES
+    let mut ops = vec![Op::RemoveFiles(
+        STALE_GIT_FILES
             .iter()
-            .map(|f| f.rsplit('/').next().unwrap_or(f))
-            .collect();
-        w.rm_files_recursive(&format!("{git_dir}/modules"), &names);
+            .map(|f| format!("{git_dir}/{f}"))
+            .collect(),
+    )];
+    if submodules {
+        ops.push(Op::RemoveMatching {
+            dir: format!("{git_dir}/modules"),
+            names: STALE_GIT_FILES
+                .iter()
+                .map(|f| f.rsplit('/').next().unwrap_or(f).to_owned())
+                .collect(),
+        });
     }
-    w.rm_files_recursive(&format!("{git_dir}/refs"), &["*.lock"]);
+    ops.push(Op::RemoveMatching {
+        dir: format!("{git_dir}/refs"),
+        names: vec!["*.lock".to_owned()],
+    });
+    ops
+}
+
+fn write_git_lock_cleanup(w: &mut BashWriter, project_dir: &str, submodules: bool) {
+    StageOps {
+        ops: git_lock_cleanup(project_dir, submodules),
+    }
+    .write(w);
 }
 
 /// The body of the get_sources stage.
@@ -271,20 +286,9 @@ pub(crate) fn write_get_sources(
         token_env,
         sc,
     };
-    if let Some(prepared) = sc
-        .ctx
-        .prepared_checkout
-        .as_ref()
-        .filter(|p| p.serves(job, sc.ctx, settings))
-    {
-        // What a new directory would get, copied whole: the same notices, no fetch.
-        w.write_file(&git.config, &external_config(&git).text());
-        write_fetch_notice(w, job);
-        prepared.write_copy(w, project_dir, &git.config);
+    if let Some(ops) = prepared_copy(sc, &git) {
+        StageOps { ops }.write(w);
         w.cd(project_dir);
-        w.notice("Created fresh repository.");
-        write_checkout_notice(w, job);
-        w.notice("Skipping Git submodules setup");
         write_post_hooks(w, sc, hook("post_get_sources_script"));
         return Ok(());
     }
@@ -394,24 +398,81 @@ pub(crate) fn write_get_sources(
 
 /// `Fetching changes…`, with the depth when there is one.
 fn write_fetch_notice(w: &mut BashWriter, job: &JobResponse) {
-    let depth = job.git_info.depth;
-    if depth > 0 {
-        w.notice(&format!(
-            "Fetching changes with git depth set to {depth}..."
-        ));
-    } else {
-        w.notice("Fetching changes...");
+    w.notice(&fetch_notice(job));
+}
+
+fn fetch_notice(job: &JobResponse) -> String {
+    match job.git_info.depth {
+        0 => "Fetching changes...".to_owned(),
+        depth => format!("Fetching changes with git depth set to {depth}..."),
     }
 }
 
 fn write_checkout_notice(w: &mut BashWriter, job: &JobResponse) {
+    w.notice(&checkout_notice(job));
+}
+
+fn checkout_notice(job: &JobResponse) -> String {
     let sha = job.git_info.sha.as_str();
     let target = if sha.is_empty() { "FETCH_HEAD" } else { sha };
     let short: String = target.chars().take(8).collect();
-    w.notice(&format!(
+    format!(
         "Checking out {short} as detached HEAD (ref is {})...",
         job.git_info.r#ref
-    ));
+    )
+}
+
+/// When the runner's prepared checkout is what this job would fetch: the steps that give the job a
+/// copy of it, with the notices of a fetch into a new directory.
+fn prepared_copy(sc: &ScriptContext<'_>, git: &Git<'_>) -> Option<Vec<Op>> {
+    let prepared = sc
+        .ctx
+        .prepared_checkout
+        .as_ref()
+        .filter(|p| p.serves(sc.job, sc.ctx, sc.settings))?;
+    let mut ops = vec![
+        Op::MakeDir(sc.paths.tmp_dir.clone()),
+        Op::WriteFile {
+            path: git.config.clone(),
+            content: external_config(git).text(),
+        },
+        Op::Notice(fetch_notice(sc.job)),
+    ];
+    ops.extend(prepared.copy_ops(&sc.paths.project_dir, &git.config));
+    ops.extend([
+        Op::Notice("Created fresh repository.".to_owned()),
+        Op::Notice(checkout_notice(sc.job)),
+        Op::Notice("Skipping Git submodules setup".to_owned()),
+    ]);
+    Some(ops)
+}
+
+/// get_sources as simple steps, when it is only a copy of the prepared checkout: no hooks run, so
+/// nothing needs the job's variables or a shell.
+pub(crate) fn get_sources_ops(sc: &ScriptContext<'_>) -> Option<StageOps> {
+    let hooks = sc.job.hooks.iter().any(|h| {
+        matches!(
+            h.name.as_str(),
+            "pre_get_sources_script" | "post_get_sources_script"
+        ) && h.script.iter().any(|c| !c.trim().is_empty())
+    });
+    let runner_hooks = [
+        &sc.ctx.pre_get_sources_script,
+        &sc.ctx.post_get_sources_script,
+    ]
+    .iter()
+    .any(|s| s.as_deref().is_some_and(|c| !c.trim().is_empty()));
+    if hooks || runner_hooks {
+        return None;
+    }
+    let remote = Remote::for_job(sc.job, sc.ctx.clone_url.as_deref());
+    let git = Git {
+        remote,
+        config: format!("{}/{GIT_CONFIG_FILE}", sc.paths.tmp_dir),
+        token_env: String::new(),
+        sc,
+    };
+    prepared_copy(sc, &git).map(|ops| StageOps { ops })
 }
 
 /// The job's post_get_sources hook, then config.toml's `post_get_sources_script`.

@@ -426,3 +426,63 @@ async fn build_hooks_wrap_every_user_step() {
         "{trace}"
     );
 }
+
+#[tokio::test]
+async fn stages_of_simple_steps_start_no_shell_unless_bash_must_trace_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // A bash that notes the script it was given, then is the real bash.
+    let log = dir.path().join("bash-calls.log");
+    let wrapper = dir.path().join("logging-bash");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do last=\"$a\"; done\necho \"${{last##*/}}\" >> '{}'\nexec bash \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut j = job(&["echo hello"]);
+    j.variables.push(JobVariable {
+        file: true,
+        ..JobVariable::new("MY_FILE", "content\n")
+    });
+    let (outcome, trace) = start(j.clone(), ctx(dir.path()), shell().with_bash(&wrapper))
+        .outcome()
+        .await;
+    assert_eq!(outcome, JobOutcome::Success, "{trace}");
+    assert!(
+        trace.contains(&format!("Running on {}...\n", hostname())),
+        "{trace}"
+    );
+    assert!(trace.contains("Cleaning up project directory"), "{trace}");
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        ["get_sources.sh", "step_script.sh"],
+        "prepare_script and cleanup_file_variables ran without bash"
+    );
+    let tmp = format!("{}.tmp", project_dir(dir.path()).display());
+    assert!(
+        !std::path::Path::new(&format!("{tmp}/MY_FILE")).exists(),
+        "cleanup still removed the file variable"
+    );
+
+    // Under CI_DEBUG_TRACE every stage runs in bash, which prints what it runs.
+    std::fs::remove_file(&log).unwrap();
+    let j = with_var(j, "CI_DEBUG_TRACE", "true");
+    let (outcome, trace) = start(j, ctx(dir.path()), shell().with_bash(&wrapper))
+        .outcome()
+        .await;
+    assert_eq!(outcome, JobOutcome::Success, "{trace}");
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        calls.contains("prepare_script.sh") && calls.contains("cleanup_file_variables.sh"),
+        "{calls}"
+    );
+    assert!(
+        trace.contains("+ rm -f"),
+        "xtrace shows cleanup's rm:\n{trace}"
+    );
+}
