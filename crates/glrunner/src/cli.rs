@@ -29,7 +29,7 @@ pub enum Command {
     Unregister(UnregisterArgs),
     /// List the runners in config.toml.
     List(ConfigArgs),
-    /// Run a job of a local .gitlab-ci.yml with the shell executor, without GitLab.
+    /// Run a job of a local .gitlab-ci.yml without GitLab, on this machine or in pods (--executor kubernetes).
     Exec(ExecArgs),
     /// Artifact and cache work for job scripts (run by the scripts glrunner generates).
     #[command(subcommand, hide = true)]
@@ -222,9 +222,23 @@ pub struct ExecArgs {
     /// $XDG_CACHE_HOME/glrunner/exec/<project>-<hash>, ~/.cache/… without XDG_CACHE_HOME).
     #[arg(long, env = "GLRUNNER_EXEC_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Executor (only shell for now).
+    /// Executor: shell (on this machine) or kubernetes (a pod per job, in the cluster of the
+    /// kubeconfig: KUBECONFIG or ~/.kube/config).
     #[arg(long, default_value = "shell")]
     pub executor: String,
+    /// With --executor kubernetes: the kubeconfig context (default: its current context).
+    #[arg(long, value_name = "CONTEXT")]
+    pub kube_context: Option<String>,
+    /// With --executor kubernetes: the namespace of the job pods (default: the context's namespace,
+    /// else `default`).
+    #[arg(long, value_name = "NAMESPACE")]
+    pub kube_namespace: Option<String>,
+    /// With --executor kubernetes: the image of jobs that name none.
+    #[arg(long, value_name = "IMAGE")]
+    pub kube_image: Option<String>,
+    /// With --executor kubernetes: the helper image (the glrunner image).
+    #[arg(long, value_name = "IMAGE")]
+    pub kube_helper_image: Option<String>,
     /// How many jobs run at once, each in its own checkout (CI_CONCURRENT_ID): jobs start as soon as
     /// the jobs they wait for are done. Default: the number of cores.
     #[arg(long, value_name = "N")]

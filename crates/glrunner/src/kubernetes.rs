@@ -186,3 +186,147 @@ async fn fail_orphan(
         }
     }
 }
+
+/// The name of the project's sources in a job's scripts directory (`glrunner exec`).
+const SOURCES_FILE: &str = "sources.bundle";
+/// The largest sources `glrunner exec` sends into a pod.
+const MAX_SOURCES: u64 = 200 * 1024 * 1024;
+
+/// `glrunner exec --executor kubernetes`: jobs of a local pipeline in pods of the cluster the
+/// kubeconfig names. The project's sources reach each pod as a git bundle of exec's snapshot
+/// repository, sent with the stage scripts, so the cluster needs no access to this machine.
+pub struct Exec {
+    cluster: Arc<Cluster>,
+    sources: Arc<Vec<u8>>,
+}
+
+/// What `glrunner exec` lets a user set for Kubernetes.
+#[derive(Debug, Clone, Default)]
+pub struct ExecSettings {
+    pub context: Option<String>,
+    pub namespace: Option<String>,
+    pub image: Option<String>,
+    pub helper_image: Option<String>,
+}
+
+impl Exec {
+    /// Connect with the kubeconfig (`KUBECONFIG`, else `~/.kube/config`) and check permissions,
+    /// printing what was found.
+    pub async fn connect(settings: &ExecSettings) -> Result<Self, crate::commands::Failure> {
+        use crate::commands::Failure;
+        let mut config = KubernetesConfig {
+            context: settings.context.clone(),
+            image: settings.image.clone(),
+            helper_image: settings.helper_image.clone(),
+            ..KubernetesConfig::default()
+        };
+        let conn = connect(&config, &ConnectOptions::default())
+            .await
+            .map_err(Failure::config)?;
+        config.namespace = settings
+            .namespace
+            .clone()
+            .or_else(|| conn.home_namespace.clone());
+        // exec's system ID (its RunnerContext's); its pods are deleted on every exit path instead of
+        // swept, as several exec runs may share it.
+        let cluster = Cluster::new(&conn, config, "local");
+        let report = cluster.preflight().await;
+        println!(
+            "glrunner exec: Kubernetes at {} ({}), as {}; jobs run in namespace {}",
+            conn.server,
+            conn.source,
+            report
+                .user
+                .as_deref()
+                .unwrap_or("an identity the API server did not name"),
+            cluster.config().namespace()
+        );
+        for p in &report.problems {
+            println!("WARNING: {}", p.message);
+        }
+        if report.fatal {
+            return Err(Failure::config(report.to_string()));
+        }
+        Ok(Self {
+            cluster,
+            sources: Arc::new(Vec::new()),
+        })
+    }
+
+    /// Bundle the snapshot repository `repo` (every ref and HEAD) for the pods.
+    pub fn bundle_sources(
+        &mut self,
+        repo: &std::path::Path,
+    ) -> Result<(), crate::commands::Failure> {
+        use crate::commands::Failure;
+        let tmp = tempfile::Builder::new()
+            .prefix("glrunner-sources-")
+            .suffix(".bundle")
+            .tempfile()
+            .map_err(|e| {
+                Failure::other(format!(
+                    "a temporary file for the project's sources could not be made: {e}"
+                ))
+            })?;
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(["bundle", "create", "--quiet"])
+            .arg(tmp.path())
+            .args(["--all", "HEAD"])
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()
+            .map_err(|e| {
+                Failure::other(format!(
+                    "git could not be run to bundle the project's sources: {e}"
+                ))
+            })?;
+        if !out.status.success() {
+            return Err(Failure::other(format!(
+                "bundling the project's sources for the pods failed: `git bundle create` said: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let size = std::fs::metadata(tmp.path()).map(|m| m.len()).unwrap_or(0);
+        if size > MAX_SOURCES {
+            return Err(Failure::config(format!(
+                "the project's git history is {size} bytes, more than the {MAX_SOURCES} glrunner exec sends into a pod\n  \
+                 fix: run it with --executor shell, or from a shallow clone of the project"
+            )));
+        }
+        let bytes = std::fs::read(tmp.path())
+            .map_err(|e| Failure::other(format!("the bundled sources could not be read: {e}")))?;
+        self.sources = Arc::new(bytes);
+        Ok(())
+    }
+
+    /// Make `job` fetch from the bundle in its pod instead of this machine's snapshot.
+    pub fn point_at_sources(&self, job: &mut JobResponse) {
+        let path = format!(
+            "{}/{SOURCES_FILE}",
+            glrunner_kubernetes::pod::scripts_dir(self.cluster.config(), job)
+        );
+        job.git_info.repo_url = glrunner_protocol::Secret::new(path);
+    }
+
+    /// The runner side of a job in a pod: the pod's paths, no local artifacts (a pod cannot write
+    /// to this machine).
+    pub fn runner_context(&self, base: &RunnerContext) -> RunnerContext {
+        RunnerContext {
+            executor: "kubernetes".to_owned(),
+            builds_dir: None,
+            cache_dir: None,
+            local_artifacts: None,
+            ..base.clone()
+        }
+    }
+
+    /// An executor for one job, carrying the sources.
+    pub fn executor(&self) -> Box<dyn Executor> {
+        Box::new(
+            self.cluster
+                .executor()
+                .with_file(SOURCES_FILE, self.sources.as_ref().clone()),
+        )
+    }
+}

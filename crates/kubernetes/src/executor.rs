@@ -312,6 +312,13 @@ impl KubernetesExecutor {
             }
             None => {}
         }
+        if crate::names::sanitize_label_value(&o.ctx.system_id) != cluster.watches.system_id() {
+            return Err(ExecutorError::system(format!(
+                "the job's system ID {:?} is not the one the pod watch follows ({:?}); this is a bug in glrunner",
+                o.ctx.system_id,
+                cluster.watches.system_id()
+            )));
+        }
         let ctx = JobContext::new(o.ctx, o.paths, o.variables);
         let plan = PodPlan::build(config, o.job, &ctx).map_err(|e| config_error(e.to_string()))?;
         for w in &plan.warnings {

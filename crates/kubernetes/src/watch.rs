@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 const MAX_WARNINGS: usize = 20;
 /// Pause before a watch that failed is opened again.
 const RETRY_WAIT: Duration = Duration::from_secs(1);
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
 /// The longest a watch request stays open before it is renewed.
 const WATCH_TIMEOUT_SECS: u32 = 290;
 
@@ -113,6 +114,11 @@ impl Watches {
             events,
             namespaces: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The system ID (as a label value) of the pods followed.
+    pub fn system_id(&self) -> &str {
+        &self.system_id
     }
 
     /// Follow pod `name` in `namespace` (which need not exist yet).
@@ -224,6 +230,7 @@ async fn follow_pods(
     stop: CancellationToken,
 ) {
     let mut version: Option<String> = None;
+    let mut failures = 0u32;
     while !stop.is_cancelled() {
         let rv = match &version {
             Some(v) => v.clone(),
@@ -261,7 +268,7 @@ async fn follow_pods(
                     }
                     Err(e) => {
                         tracing::warn!(%namespace, "listing the job pods failed: {e}");
-                        if pause(&stop).await {
+                        if pause(&stop, &mut failures).await {
                             return;
                         }
                         continue;
@@ -278,13 +285,16 @@ async fn follow_pods(
             s = kube.watch::<Pod>(&namespace, &params, &rv) => s,
         };
         let mut stream = match stream {
-            Ok(s) => s.boxed(),
+            Ok(s) => {
+                failures = 0;
+                s.boxed()
+            }
             Err(e) => {
                 tracing::warn!(%namespace, "watching the job pods failed: {e}");
                 if e.code() == Some(410) {
                     version = None;
                 }
-                if pause(&stop).await {
+                if pause(&stop, &mut failures).await {
                     return;
                 }
                 continue;
@@ -346,6 +356,7 @@ async fn follow_events(
 ) {
     let fields = "involvedObject.kind=Pod,type=Warning";
     let mut version: Option<String> = None;
+    let mut failures = 0u32;
     while !stop.is_cancelled() {
         let rv = match &version {
             Some(v) => v.clone(),
@@ -367,7 +378,7 @@ async fn follow_events(
                     }
                     Err(e) => {
                         tracing::warn!(%namespace, "listing pod events failed (pending pods are explained less): {e}");
-                        if pause(&stop).await {
+                        if pause(&stop, &mut failures).await {
                             return;
                         }
                         continue;
@@ -384,12 +395,15 @@ async fn follow_events(
             s = kube.watch::<Event>(&namespace, &params, &rv) => s,
         };
         let mut stream = match stream {
-            Ok(s) => s.boxed(),
+            Ok(s) => {
+                failures = 0;
+                s.boxed()
+            }
             Err(e) => {
                 if e.code() == Some(410) {
                     version = None;
                 }
-                if pause(&stop).await {
+                if pause(&stop, &mut failures).await {
                     return;
                 }
                 continue;
@@ -445,10 +459,13 @@ fn record_warning(ns: &Weak<Namespace>, ev: &Event) -> bool {
     })
 }
 
-/// Wait before trying again; true when told to stop meanwhile.
-async fn pause(stop: &CancellationToken) -> bool {
+/// Wait before trying again (longer after each failure in a row, up to [`MAX_RETRY_WAIT`]); true
+/// when told to stop meanwhile.
+async fn pause(stop: &CancellationToken, failures: &mut u32) -> bool {
+    let wait = (RETRY_WAIT * 2u32.pow((*failures).min(5))).min(MAX_RETRY_WAIT);
+    *failures += 1;
     tokio::select! {
         () = stop.cancelled() => true,
-        () = tokio::time::sleep(RETRY_WAIT) => false,
+        () = tokio::time::sleep(wait) => false,
     }
 }

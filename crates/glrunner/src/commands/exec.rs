@@ -1,5 +1,6 @@
 //! `glrunner exec`: run a local `.gitlab-ci.yml` (the whole pipeline, or one job and optionally what it
-//! needs) with the shell executor and the same stage machinery as `run`, without GitLab.
+//! needs) with the shell executor (or, with `--executor kubernetes`, in pods of a cluster: see
+//! `crate::kubernetes::Exec`) and the same stage machinery as `run`, without GitLab.
 //!
 //! Each job runs as on gitlab-runner's shell executor: in a fresh checkout (its get_sources stage
 //! fetches a snapshot of the project's working tree, see [`source`]) under exec's state directory (see
@@ -20,7 +21,7 @@ use crate::cli::ExecArgs;
 use crate::version;
 use glrunner_job::local_artifacts::StoredArtifacts;
 use glrunner_job::shell::ShellExecutor;
-use glrunner_job::{JobOutcome, PreparedCheckout, RunnerContext, run_job};
+use glrunner_job::{Executor, JobOutcome, PreparedCheckout, RunnerContext, run_job};
 use glrunner_pipeline::rules::JobWhen;
 use glrunner_pipeline::{
     JobResult, JobStatus, LocalArtifacts, LocalContext, Next, Pipeline, Plan, Selection,
@@ -32,6 +33,7 @@ use state::ExecState;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 use summary::{Record, Status};
 use tokio::task::JoinSet;
@@ -42,12 +44,15 @@ const EXIT_INTERRUPTED: u8 = 130;
 const MAX_PREFIX_WIDTH: usize = 32;
 
 pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
-    if args.executor != "shell" {
-        return Err(Failure::config(format!(
-            "glrunner exec runs jobs with the shell executor only for now, not {:?}\n  fix: drop --executor or pass --executor shell",
-            args.executor
-        )));
-    }
+    let kubernetes = match args.executor.as_str() {
+        "shell" => false,
+        "kubernetes" => true,
+        other => {
+            return Err(Failure::config(format!(
+                "glrunner exec runs jobs with the shell or the kubernetes executor, not {other:?}\n  fix: pass --executor shell or --executor kubernetes"
+            )));
+        }
+    };
     let dir = match &args.directory {
         Some(d) => d.clone(),
         None => std::env::current_dir()
@@ -125,6 +130,19 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
         );
     }
 
+    let k8s = if kubernetes {
+        let mut k = crate::kubernetes::Exec::connect(&crate::kubernetes::ExecSettings {
+            context: args.kube_context.clone(),
+            namespace: args.kube_namespace.clone(),
+            image: args.kube_image.clone(),
+            helper_image: args.kube_helper_image.clone(),
+        })
+        .await?;
+        k.bundle_sources(&state.source())?;
+        Some(Arc::new(k))
+    } else {
+        None
+    };
     let mut runner = RunnerContext {
         name: "local".to_owned(),
         short_token: "local".to_owned(),
@@ -140,6 +158,9 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
         local_artifacts: Some(state.artifacts()),
         ..RunnerContext::default()
     };
+    if let Some(k) = &k8s {
+        runner = k.runner_context(&runner);
+    }
     let width = plan
         .jobs()
         .iter()
@@ -188,14 +209,19 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
                     }
                 };
                 point_at_snapshot(&mut payload, &snapshot, ctx.pipeline_id);
+                if let Some(k) = &k8s {
+                    k.point_at_sources(&mut payload);
+                }
                 // The first job that fetches with the pipeline's depth makes the checkout the others
-                // copy.
-                if !checkout_tried && payload.git_info.depth == ctx.git_depth {
+                // copy (on this machine: pods fetch from the sources sent to them).
+                if k8s.is_none() && !checkout_tried && payload.git_info.depth == ctx.git_depth {
                     checkout_tried = true;
                     runner.prepared_checkout = prepare_checkout(&state, &payload, &runner).await;
                 }
-                for warning in ignored_keys(&payload) {
-                    println!("{prefix}WARNING: {warning}");
+                if k8s.is_none() {
+                    for warning in ignored_keys(&payload) {
+                        println!("{prefix}WARNING: {warning}");
+                    }
                 }
                 let job_runner = RunnerContext {
                     concurrent_id: slot,
@@ -203,10 +229,21 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
                 };
                 let job_control = control.clone();
                 let stage = stage_of(&plan, &name);
+                let executor: Box<dyn Executor> = match &k8s {
+                    Some(k) => k.executor(),
+                    None => Box::new(ShellExecutor::new()),
+                };
                 running.spawn(async move {
                     let job_started = Instant::now();
-                    let outcome =
-                        run_one(&payload, &job_runner, &job_control, prefix.clone(), colour).await;
+                    let outcome = run_one(
+                        &payload,
+                        &job_runner,
+                        executor,
+                        &job_control,
+                        prefix.clone(),
+                        colour,
+                    )
+                    .await;
                     Finished {
                         name,
                         stage,
@@ -393,10 +430,11 @@ fn ignored_keys(job: &JobResponse) -> Vec<String> {
     warnings
 }
 
-/// Run one job with the shell executor, its log mirrored to the terminal.
+/// Run one job with `executor`, its log mirrored to the terminal.
 async fn run_one(
     job: &JobResponse,
     runner: &RunnerContext,
+    mut executor: Box<dyn Executor>,
     control: &JobControl,
     prefix: String,
     colour: bool,
@@ -414,8 +452,7 @@ async fn run_one(
         mirror: Some(Box::new(log)),
     })
     .map_err(|e| Failure::other(format!("cannot create the job log spool: {e}")))?;
-    let mut executor = ShellExecutor::new();
-    let outcome = run_job(job, runner, &mut executor, &trace, control).await;
+    let outcome = run_job(job, runner, executor.as_mut(), &trace, control).await;
     trace.finish();
     Ok(outcome)
 }

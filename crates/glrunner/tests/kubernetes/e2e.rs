@@ -209,3 +209,82 @@ async fn a_manager_killed_mid_job_cleans_up_and_fails_the_job_when_it_restarts()
     })
     .await;
 }
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_runs_a_local_pipeline_in_pods_from_a_kubeconfig() {
+    let Some(kube) = cluster::start(cluster::kubelet(), true).await else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let project = tmp.path().join("project");
+    std::fs::create_dir_all(&project).expect("project dir");
+    git(&project, &["init", "-q", "-b", "main"]);
+    git(&project, &["config", "user.email", "dev@example.com"]);
+    git(&project, &["config", "user.name", "Dev"]);
+    std::fs::write(
+        project.join(".gitlab-ci.yml"),
+        "stages: [build, test]\n\
+         build:\n  stage: build\n  script:\n    - echo \"built in $(hostname)\"\n    - cat notes.txt\n\
+         test:\n  stage: test\n  script:\n    - echo \"testing $CI_COMMIT_BRANCH\"\n    - test -f notes.txt\n",
+    )
+    .expect("pipeline");
+    std::fs::write(project.join("notes.txt"), "committed notes\n").expect("notes");
+    git(&project, &["add", "-A"]);
+    git(&project, &["commit", "-q", "-m", "first"]);
+    // Not committed yet: jobs still see it, as with the shell executor.
+    std::fs::write(project.join("notes.txt"), "notes edited after the commit\n").expect("edit");
+
+    let state = tmp.path().join("state");
+    let mut gl = Glrunner::spawn_with_env(
+        tmp.path(),
+        &[
+            "exec",
+            "-C",
+            path_str(&project),
+            "--state-dir",
+            path_str(&state),
+            "--executor",
+            "kubernetes",
+            "--kube-namespace",
+            cluster::JOB_NS,
+            "--kube-image",
+            cluster::BUILD_IMAGE,
+            "--kube-helper-image",
+            cluster::HELPER_IMAGE,
+        ],
+        None,
+        &[("KUBECONFIG", path_str(&kube.kubeconfig))],
+    );
+    let status = gl.exited(Duration::from_secs(120)).await;
+    let out = gl.output();
+    assert_eq!(status.code(), Some(0), "{out}");
+    assert!(
+        out.contains(&format!("Kubernetes at {}", kube.cluster.url())),
+        "{out}"
+    );
+    assert!(out.contains("built in runner-local-project-"), "{out}");
+    assert!(out.contains("notes edited after the commit"), "{out}");
+    assert!(out.contains("testing main"), "{out}");
+    assert!(out.contains("Using Kubernetes namespace: ci-jobs"), "{out}");
+    // Every pod is gone.
+    cluster::until(&kube.cluster, 30, "the exec pods going away", |c| {
+        c.store()
+            .list_as::<k8s_openapi::api::core::v1::Pod>(Some(cluster::JOB_NS))
+            .is_empty()
+    })
+    .await;
+}
