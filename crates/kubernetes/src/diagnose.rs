@@ -24,6 +24,8 @@ pub struct PodFailure {
     pub message: String,
     /// Set when the failure is an image pull of this container that another pull policy may fix.
     pub pull_failure: Option<String>,
+    /// The container that exited, when its own output may say why.
+    pub exited: Option<String>,
 }
 
 impl PodFailure {
@@ -32,6 +34,7 @@ impl PodFailure {
             reason,
             message,
             pull_failure: None,
+            exited: None,
         }
     }
 }
@@ -384,6 +387,7 @@ fn container_failure(
                         "the image {image:?} of the {what} cannot be pulled: {detail}\n  cause: {cause}\n  fix: {fix}"
                     ),
                     pull_failure: Some(c.name.clone()),
+                    exited: None,
                 })
             }
             "ErrImageNeverPull" => Some(PodFailure {
@@ -394,6 +398,7 @@ fn container_failure(
                      job's `image:pull_policy`)"
                 ),
                 pull_failure: Some(c.name.clone()),
+                exited: None,
             }),
             "InvalidImageName" => Some(PodFailure::new(
                 FailureReason::RunnerConfigurationError,
@@ -417,14 +422,17 @@ fn container_failure(
                     ),
                 ))
             }
-            "CrashLoopBackOff" => Some(PodFailure::new(
-                FailureReason::RunnerConfigurationError,
-                format!(
-                    "the {what} keeps exiting ({message})\n  cause: its image has no shell glrunner can start, or its \
-                     entrypoint exits\n  fix: use an image with sh or bash, or set `entrypoint: [\"\"]` for it in \
-                     .gitlab-ci.yml"
-                ),
-            )),
+            "CrashLoopBackOff" => Some(PodFailure {
+                exited: Some(c.name.clone()),
+                ..PodFailure::new(
+                    FailureReason::RunnerConfigurationError,
+                    format!(
+                        "the {what} keeps exiting ({message})\n  cause: its image has no shell glrunner can start, or \
+                         its entrypoint exits\n  fix: use an image with sh or bash, or set `entrypoint: [\"\"]` for it \
+                         in .gitlab-ci.yml"
+                    ),
+                )
+            }),
             _ => None,
         };
     }
@@ -457,23 +465,27 @@ fn container_failure(
         return None;
     }
     let detail = t.message.clone().unwrap_or_default();
-    Some(PodFailure::new(
-        FailureReason::RunnerSystemFailure,
-        format!(
-            "the {what} stopped (exit code {}{}{})",
-            t.exit_code,
-            if reason.is_empty() {
-                String::new()
-            } else {
-                format!(", {reason}")
-            },
-            if detail.is_empty() {
-                String::new()
-            } else {
-                format!(": {detail}")
-            }
-        ),
-    ))
+    let exited = (t.exit_code != 0).then(|| c.name.clone());
+    Some(PodFailure {
+        exited,
+        ..PodFailure::new(
+            FailureReason::RunnerSystemFailure,
+            format!(
+                "the {what} stopped (exit code {}{}{})",
+                t.exit_code,
+                if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {reason}")
+                },
+                if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {detail}")
+                }
+            ),
+        )
+    })
 }
 
 /// Why the pod is not running yet, one line per reason, for the job log.

@@ -504,10 +504,10 @@ impl JobPod {
                 None => break,
                 Some(failure) => {
                     let Some(container) = failure.pull_failure.clone() else {
-                        return Err(pod_error(failure));
+                        return Err(self.pod_error(failure).await);
                     };
                     let Some(next) = self.plan.next_pull_policy(&container) else {
-                        return Err(pod_error(failure));
+                        return Err(self.pod_error(failure).await);
                     };
                     attempt += 1;
                     format::warning(trace, &failure.message);
@@ -818,9 +818,28 @@ impl JobPod {
             Err(e) => tracing::debug!("reading the pod's state failed: {e}"),
         }
         match diagnose::failure(&state, &self.ctx) {
-            Some(f) => Err(pod_error(f)),
+            Some(f) => Err(self.pod_error(f).await),
             None => Ok(()),
         }
+    }
+
+    /// The error for a pod failure; when a container exited, with its last output, which often says
+    /// why (no shell, a failing entrypoint).
+    async fn pod_error(&self, mut failure: PodFailure) -> ExecutorError {
+        if let Some(c) = failure.exited.clone() {
+            match self.kube().logs(self.ns(), &self.plan.name, &c, 20).await {
+                Ok(out) if !out.trim().is_empty() => {
+                    let shown: Vec<String> = out.lines().map(|l| format!("    {l}")).collect();
+                    failure.message.push_str(&format!(
+                        "\n  the {c} container's last output:\n{}",
+                        shown.join("\n")
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!("reading the {c} container's output failed: {e}"),
+            }
+        }
+        pod_error(failure)
     }
 
     /// What to report for `error`: the pod's failure when it has one, or shows one within
@@ -831,8 +850,9 @@ impl JobPod {
         }
         let deadline = Instant::now() + POD_SETTLE;
         loop {
-            if let Some(f) = diagnose::failure(&self.sub.rx.borrow(), &self.ctx) {
-                return pod_error(f);
+            let found = diagnose::failure(&self.sub.rx.borrow(), &self.ctx);
+            if let Some(f) = found {
+                return self.pod_error(f).await;
             }
             match tokio::time::timeout_at(deadline, self.sub.rx.changed()).await {
                 Ok(Ok(())) => {}
@@ -925,7 +945,7 @@ impl JobPod {
                 Wake::Log(e) => {
                     self.on_log(e, trace, current).await?;
                 }
-                Wake::Pod => self.pod_failed()?,
+                Wake::Pod => self.pod_failed().await?,
                 Wake::AttachGone(_) | Wake::Cancel | Wake::Nothing => {}
                 Wake::Timer => {
                     self.check_pod().await?;
@@ -948,10 +968,11 @@ impl JobPod {
         }
     }
 
-    fn pod_failed(&self) -> Result<(), ExecutorError> {
+    /// Whether the watched pod state shows a failure.
+    async fn pod_failed(&self) -> Result<(), ExecutorError> {
         let state = self.sub.rx.borrow().clone();
         match diagnose::failure(&state, &self.ctx) {
-            Some(f) => Err(pod_error(f)),
+            Some(f) => Err(self.pod_error(f).await),
             None => Ok(()),
         }
     }
@@ -1180,7 +1201,7 @@ impl JobPod {
                         self.send_line(container, &start).await?;
                     }
                 }
-                Wake::Pod => self.pod_failed()?,
+                Wake::Pod => self.pod_failed().await?,
                 Wake::Nothing => {}
                 Wake::Cancel => return self.stop(&id, container, &path, trace).await,
                 Wake::Timer => {
@@ -1244,7 +1265,7 @@ impl JobPod {
                 },
                 Wake::AttachGone(c) => self.drop_attach(c),
                 Wake::Pod => {
-                    if self.pod_failed().is_err() {
+                    if self.pod_failed().await.is_err() {
                         return Ok(StageExit::Canceled);
                     }
                 }

@@ -997,3 +997,38 @@ async fn a_namespace_per_job_is_created_and_deleted_with_the_job() {
         cluster.watched_namespaces()
     );
 }
+
+#[tokio::test]
+async fn a_container_that_exits_before_the_job_starts_shows_its_own_output() {
+    let Some(env) = cluster::start(cluster::kubelet(), true).await else {
+        return;
+    };
+    let cluster = executor_cluster(&env, cluster::config()).await;
+    // The image's entrypoint, honoured, fails before any stage can start.
+    let mut job = with_image(job(141, &["true"]), cluster::BUILD_IMAGE);
+    if let Some(image) = job.image.as_mut() {
+        image.entrypoint = vec![
+            "sh".into(),
+            "-c".into(),
+            "echo 'entrypoint: cannot find /app/config.yml' >&2; exit 3".into(),
+        ];
+    }
+    job.variables
+        .push(JobVariable::new("FF_KUBERNETES_HONOR_ENTRYPOINT", "true"));
+    let (outcome, text) = run(&cluster, &job, &JobControl::new()).await;
+    assert_eq!(
+        outcome,
+        failed(FailureReason::RunnerSystemFailure),
+        "{text}"
+    );
+    assert!(
+        text.contains("the container build stopped (exit code 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "the build container's last output:\n    entrypoint: cannot find /app/config.yml"
+        ),
+        "{text}"
+    );
+}
