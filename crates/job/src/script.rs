@@ -2,10 +2,12 @@
 //! errexit, pipefail, optional xtrace) around a body that exports the job's variables with ANSI-C
 //! quoting, enters the project dir and runs each command after echoing it as `$ <command>`.
 //!
-//! The body is passed to `eval` as one ANSI-C quoted word with empty stdin (`: | eval $'…'`), so a
-//! command that reads stdin never eats the rest of the script and bash never reads the script file
-//! while it is being replaced. The `TERM` trap makes bash exit quietly on cancel instead of printing
-//! the command it was running (older bash printed the whole `eval` word, secrets included).
+//! The body is passed to `eval` as one ANSI-C quoted word in a subshell with empty stdin
+//! (`(trap 'exit 1' TERM; eval $'…') < /dev/null`, gitlab-runner's form; `FF_USE_LEGACY_BASH_EVAL`
+//! gives the older `: | eval $'…'`), so a command that reads stdin never eats the rest of the script
+//! and bash never reads the script file while it is being replaced. The `TERM` traps make bash exit
+//! quietly on cancel instead of printing the command it was running (some bash versions print the
+//! whole `eval` word, secrets included).
 
 use crate::context::RunnerContext;
 use crate::helper::HelperSetup;
@@ -78,8 +80,10 @@ pub struct ScriptOptions {
     pub debug_trace: bool,
     /// `FF_ENABLE_BASH_EXIT_CODE_CHECK`.
     pub exit_code_check: bool,
-    /// `FF_USE_NEW_BASH_EVAL_STRATEGY`: `(eval …)` in a subshell.
+    /// `FF_USE_NEW_BASH_EVAL_STRATEGY`: with the legacy eval, `(eval …)` in a subshell.
     pub eval_subshell: bool,
+    /// `FF_USE_LEGACY_BASH_EVAL`: `: | eval …` instead of `(trap …; eval …) < /dev/null`.
+    pub legacy_eval: bool,
     /// `FF_SCRIPT_SECTIONS`.
     pub script_sections: bool,
     /// Print `{"script": "<path>"}` first and `{"command_exit_code": N, "script": "<path>"}` last, for
@@ -93,6 +97,7 @@ impl ScriptOptions {
             debug_trace: settings.debug_trace,
             exit_code_check: settings.bash_exit_code_check,
             eval_subshell: settings.bash_eval_subshell,
+            legacy_eval: settings.bash_legacy_eval,
             script_sections: settings.script_sections,
             exit_code_marker: false,
         }
@@ -404,13 +409,24 @@ impl BashWriter {
         if o.debug_trace {
             s.push_str("set -o xtrace\n");
         }
-        s.push_str("case \"$(set -o)\" in *pipefail*) set -o pipefail;; esac; set -o errexit\n");
+        // Bash has pipefail; asking `set -o` would fork a subshell in every stage.
+        s.push_str(
+            "if [ -n \"${BASH_VERSION:-}\" ]; then set -o pipefail; else case \"$(set -o)\" in *pipefail*) set -o pipefail;; esac; fi; set -o errexit\n",
+        );
         s.push_str("set +o noclobber\n");
         let body = escape(&self.body);
-        if o.eval_subshell {
-            let _ = writeln!(s, ": | (eval {body})");
-        } else {
-            let _ = writeln!(s, ": | eval {body}");
+        match (o.legacy_eval, o.eval_subshell) {
+            (true, true) => {
+                let _ = writeln!(s, ": | (eval {body})");
+            }
+            (true, false) => {
+                let _ = writeln!(s, ": | eval {body}");
+            }
+            // gitlab-runner's default: one subshell with empty stdin, trapping TERM again (traps do
+            // not reach a subshell) so that a canceled stage exits quietly.
+            (false, _) => {
+                let _ = writeln!(s, "(trap 'exit 1' TERM; eval {body}) < /dev/null");
+            }
         }
         s.push_str("exit 0\n");
         s
@@ -932,14 +948,35 @@ mod tests {
 
     #[test]
     fn exit_codes_propagate_and_stdin_is_empty() {
-        let mut w = BashWriter::new(ScriptOptions::default());
-        w.user_commands(&[
-            "read -r line || echo \"stdin empty\"".into(),
-            "exit 3".into(),
-        ]);
-        let out = run_bash(&w.finish());
-        assert_eq!(out.status.code(), Some(3));
-        assert!(String::from_utf8_lossy(&out.stdout).contains("stdin empty"));
+        // gitlab-runner's trapped subshell, and the legacy pipeline with and without its subshell.
+        for (legacy_eval, eval_subshell) in [(false, false), (true, false), (true, true)] {
+            let opts = ScriptOptions {
+                legacy_eval,
+                eval_subshell,
+                ..ScriptOptions::default()
+            };
+            let mut w = BashWriter::new(opts);
+            w.user_commands(&[
+                "read -r line || echo \"stdin empty\"".into(),
+                "[ -o pipefail ] && [ -o errexit ] && echo strict".into(),
+                "exit 3".into(),
+                "echo never".into(),
+            ]);
+            let script = w.finish();
+            assert_eq!(script.contains(": | "), legacy_eval, "{script}");
+            let out = run_bash(&script);
+            assert_eq!(out.status.code(), Some(3), "{script}");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(stdout.contains("stdin empty\n"), "{stdout}");
+            assert!(stdout.contains("strict\n"), "{stdout}");
+            assert!(!stdout.contains("never\n"), "{stdout}");
+
+            let mut w = BashWriter::new(opts);
+            w.user_commands(&["false | true".into(), "echo never".into()]);
+            let out = run_bash(&w.finish());
+            assert_eq!(out.status.code(), Some(1), "pipefail");
+            assert!(!String::from_utf8_lossy(&out.stdout).contains("never"));
+        }
 
         let opts = ScriptOptions {
             eval_subshell: true,

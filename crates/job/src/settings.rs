@@ -73,8 +73,10 @@ pub struct JobSettings {
     pub clean_up_failed_cache_extract: bool,
     /// `FF_ENABLE_BASH_EXIT_CODE_CHECK`: check `$?` after every command, not only `set -e`.
     pub bash_exit_code_check: bool,
-    /// `FF_USE_NEW_BASH_EVAL_STRATEGY`: run the script body's `eval` in a subshell.
+    /// `FF_USE_NEW_BASH_EVAL_STRATEGY`: with the legacy eval, run it in a subshell.
     pub bash_eval_subshell: bool,
+    /// `FF_USE_LEGACY_BASH_EVAL`: the old `: | eval …` pipeline instead of a trapped subshell.
+    pub bash_legacy_eval: bool,
     /// `FF_SCRIPT_SECTIONS`: each user command in its own collapsible section.
     pub script_sections: bool,
     /// `FF_USE_EXPONENTIAL_BACKOFF_STAGE_RETRY`: wait between attempts of a retried stage.
@@ -262,6 +264,7 @@ impl JobSettings {
             clean_up_failed_cache_extract: flag("FF_CLEAN_UP_FAILED_CACHE_EXTRACT"),
             bash_exit_code_check: flag("FF_ENABLE_BASH_EXIT_CODE_CHECK"),
             bash_eval_subshell: flag("FF_USE_NEW_BASH_EVAL_STRATEGY"),
+            bash_legacy_eval: flag("FF_USE_LEGACY_BASH_EVAL"),
             script_sections: flag("FF_SCRIPT_SECTIONS"),
             stage_retry_backoff: vars
                 .bool("FF_USE_EXPONENTIAL_BACKOFF_STAGE_RETRY")

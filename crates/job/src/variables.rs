@@ -25,6 +25,7 @@ use std::fmt;
 pub const FEATURE_FLAGS: &[(&str, bool)] = &[
     ("FF_ENABLE_BASH_EXIT_CODE_CHECK", false),
     ("FF_USE_NEW_BASH_EVAL_STRATEGY", false),
+    ("FF_USE_LEGACY_BASH_EVAL", false),
     ("FF_SCRIPT_SECTIONS", false),
     ("FF_SKIP_NOOP_BUILD_STAGES", true),
     ("FF_USE_EXPONENTIAL_BACKOFF_STAGE_RETRY", true),
