@@ -122,10 +122,24 @@ impl GitFacts {
                 facts.branch = git.run(&["symbolic-ref", "-q", "--short", "HEAD"]).ok();
             }
         }
-        let config = Config::read(&git);
+        // The config, HEAD's commit and origin's default branch do not depend on each other: ask git
+        // at once (a tag at HEAD too when no branch is checked out).
+        let detached = facts.branch.is_none();
+        let (config, log, origin_head, tag) = std::thread::scope(|s| {
+            let log = s.spawn(|| git.run(&["log", "-1", "--format=%H%n%P%n%cI%n%an <%ae>%n%B"]));
+            let origin_head =
+                s.spawn(|| git.run(&["symbolic-ref", "-q", "--short", "refs/remotes/origin/HEAD"]));
+            let tag = detached.then(|| s.spawn(|| git.run(&["tag", "--points-at", "HEAD"])));
+            let config = Config::read(&git);
+            let join = |h: std::thread::ScopedJoinHandle<'_, Result<String, String>>| {
+                h.join()
+                    .unwrap_or_else(|_| Err("git could not be asked".to_owned()))
+            };
+            (config, join(log), join(origin_head), tag.map(join))
+        });
         facts.user_name = config.last("user.name");
         facts.user_email = config.last("user.email");
-        match git.run(&["log", "-1", "--format=%H%n%P%n%cI%n%an <%ae>%n%B"]) {
+        match log {
             Ok(log) => {
                 let mut lines = log.splitn(5, '\n');
                 let mut next = || lines.next().unwrap_or_default().to_owned();
@@ -143,9 +157,8 @@ impl GitFacts {
             Err(why) => facts.note = Some(format!("the repository has no commit yet ({why})")),
         }
         if facts.branch.is_none() && facts.repository {
-            facts.tag = git
-                .run(&["tag", "--points-at", "HEAD"])
-                .ok()
+            facts.tag = tag
+                .and_then(Result::ok)
                 .and_then(|tags| tags.lines().next().map(str::to_owned));
         }
         let remote = config.remote().or_else(|| {
@@ -167,7 +180,11 @@ impl GitFacts {
             };
             facts.remote = url.and_then(|url| RemoteProject::from_url(&url));
             let head = format!("refs/remotes/{name}/HEAD");
-            if let Ok(default) = git.run(&["symbolic-ref", "-q", "--short", &head]) {
+            let default = match name.as_str() {
+                "origin" => origin_head,
+                _ => git.run(&["symbolic-ref", "-q", "--short", &head]),
+            };
+            if let Ok(default) = default {
                 let prefix = format!("{name}/");
                 facts.default_branch = default.strip_prefix(&prefix).unwrap_or(&default).to_owned();
             } else if let Some(branch) = &facts.branch {

@@ -211,12 +211,19 @@ pub fn take(project_dir: &Path, facts: &GitFacts, repo: &Path) -> Result<Snapsho
         env: Vec::new(),
         repo,
     };
-    let mut init = vec!["init", "--bare", "-q"];
+    // No hooks or samples: nothing runs in this repository but fetches.
+    let mut init = vec!["init", "--bare", "-q", "--template="];
     if facts.object_format != "sha1" && !facts.object_format.is_empty() {
         init.extend(["--object-format", facts.object_format.as_str()]);
     }
     let repo_arg = repo.as_os_str().to_owned();
-    plain.run(init.iter().map(OsStr::new).chain([repo_arg.as_os_str()]))?;
+    // Making the repository and asking where the project is do not wait for each other.
+    let (made, work_tree) = std::thread::scope(|s| {
+        let work_tree = s.spawn(|| WorkTree::read(&plain, facts));
+        let made = plain.run(init.iter().map(OsStr::new).chain([repo_arg.as_os_str()]));
+        (made, work_tree.join().ok().flatten())
+    });
+    made?;
 
     let index = repo.join("glrunner-index");
     let objects = repo.join("objects");
@@ -224,7 +231,7 @@ pub fn take(project_dir: &Path, facts: &GitFacts, repo: &Path) -> Result<Snapsho
         ("GIT_INDEX_FILE", index.display().to_string()),
         ("GIT_OBJECT_DIRECTORY", objects.display().to_string()),
     ];
-    let (prefix, head, head_tree) = match WorkTree::read(&plain, facts) {
+    let (prefix, head, head_tree) = match work_tree {
         Some(WorkTree {
             prefix,
             user_objects,
