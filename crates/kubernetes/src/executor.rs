@@ -132,17 +132,6 @@ impl Cluster {
         report
     }
 
-    /// How long a stopped stage gets between TERM and KILL.
-    pub fn with_stop_grace(self: Arc<Self>, grace: Duration) -> Arc<Self> {
-        match Arc::try_unwrap(self) {
-            Ok(mut c) => {
-                c.stop_grace = grace;
-                Arc::new(c)
-            }
-            Err(shared) => shared,
-        }
-    }
-
     /// An executor for one job.
     pub fn executor(self: &Arc<Self>) -> KubernetesExecutor {
         KubernetesExecutor {
