@@ -4,10 +4,11 @@
 //! [`PreparedCheckout::create`] runs what get_sources runs in a new directory (init with the
 //! template's settings, fetch of the job's refspecs and depth, checkout, `git lfs pull` when git-lfs
 //! is installed). A job whose get_sources would do exactly that (see [`PreparedCheckout::serves`])
-//! then gets a fresh copy of it: its project directory is removed and the prepared one copied in its
-//! place with one copy (`cp -R`, or the executor's own copy, see [`crate::stage_ops`]), instead of an
-//! init, a fetch, a checkout and a clean. The copy is a whole
-//! repository of its own (objects included), so the job may change it freely.
+//! then gets a fresh copy of it in its project directory instead of an init, a fetch, a checkout and a
+//! clean: as a script, `rm -r -f` and `cp -R`; carried out by the shell executor itself, whatever of
+//! the previous job's copy still matches is kept (see [`crate::stage_ops`]). Either way the copy is a
+//! whole repository of its own (objects included), so the job may change it freely, and nothing a
+//! job leaves in it, not even in `.git`, reaches the next job.
 //!
 //! Only shallow fetches (`GIT_DEPTH` > 0, GitLab's default is 20) are prepared: a copy holds the
 //! fetched history, and copying a whole history per job would cost more than fetching into a
@@ -221,13 +222,12 @@ impl PreparedCheckout {
     /// Replace `project_dir` with a copy, and make the copy include the job's external git config,
     /// as a new repository's template does.
     pub(crate) fn copy_ops(&self, project_dir: &str, external_config: &str) -> Vec<Op> {
-        let mut ops = vec![Op::RemoveTree(project_dir.to_owned())];
+        let mut ops = Vec::new();
         if let Some((parent, _)) = project_dir.rsplit_once('/').filter(|(p, _)| !p.is_empty()) {
             ops.push(Op::MakeDir(parent.to_owned()));
         }
-        // Like a checkout, the copy's files are new: owned by the job's user, modes from the
-        // repository (less the umask), modified now.
-        ops.push(Op::CopyTree {
+        // Like a checkout, the copy's files are the job user's, with the repository's modes.
+        ops.push(Op::ReplaceWithCopy {
             from: self.dir.clone(),
             to: project_dir.to_owned(),
         });

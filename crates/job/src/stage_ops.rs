@@ -33,9 +33,10 @@ pub enum Op {
     WriteFile { path: String, content: String },
     /// Append `content` to `path`.
     AppendFile { path: String, content: String },
-    /// Copy the directory `from` to `to`, which does not exist yet, as `cp -R` does: new files with the
-    /// modes of the originals (less the umask), symbolic links as links.
-    CopyTree { from: String, to: String },
+    /// Make `to` a copy of the directory `from`, whatever was there: `rm -r -f <to>` then `cp -R
+    /// <from> <to>` (files with the modes of the originals less the umask, symbolic links as links).
+    /// Carried out here, what already matches in `to` is kept rather than written again.
+    ReplaceWithCopy { from: String, to: String },
 }
 
 /// The steps of one stage, in order.
@@ -72,7 +73,10 @@ impl StageOps {
                     ));
                     w.check_exit_code();
                 }
-                Op::CopyTree { from, to } => w.command(&["cp", "-R", from, to]),
+                Op::ReplaceWithCopy { from, to } => {
+                    w.rm_rf(to);
+                    w.command(&["cp", "-R", from, to]);
+                }
             }
         }
     }
@@ -155,7 +159,7 @@ fn run_op(op: &Op, out: &mut dyn Write) -> Result<(), String> {
             .open(path)
             .and_then(|mut f| f.write_all(content.as_bytes()))
             .map_err(|e| format!("cannot write {path}: {e}"))?,
-        Op::CopyTree { from, to } => copy_tree(Path::new(from), Path::new(to))
+        Op::ReplaceWithCopy { from, to } => replace_with_copy(Path::new(from), Path::new(to))
             .map_err(|e| format!("cannot copy {from} to {to}: {e}"))?,
     }
     Ok(())
@@ -212,6 +216,116 @@ fn matches(pattern: &str, name: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
+/// `to` becomes a copy of `from`, as after `rm -r -f to; cp -R from to`.
+fn replace_with_copy(from: &Path, to: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(to) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => copy_tree(from, to),
+        Err(e) => Err(e),
+        Ok(m) if m.is_dir() => sync_tree(from, to),
+        Ok(_) => {
+            fs::remove_file(to)?;
+            copy_tree(from, to)
+        }
+    }
+}
+
+/// Bring the directory `to` in line with `from`: what `to` has that `from` lacks goes, files and links
+/// that differ (content, size, mode, target) are made anew, the rest is kept as it is. Without the
+/// inodes a fresh copy deletes and creates, a job's checkout costs little more than what changed in it.
+fn sync_tree(from: &Path, to: &Path) -> io::Result<()> {
+    let mode = fs::metadata(from)?.permissions().mode() & 0o777;
+    if fs::metadata(to)?.permissions().mode() & 0o777 != mode {
+        fs::set_permissions(to, fs::Permissions::from_mode(mode))?;
+    }
+    let mut wanted = std::collections::HashMap::new();
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        wanted.insert(entry.file_name(), entry.file_type()?);
+    }
+    for entry in fs::read_dir(to)? {
+        let entry = entry?;
+        if !wanted.contains_key(&entry.file_name()) {
+            remove_tree(&entry.path())?;
+        }
+    }
+    for (name, kind) in wanted {
+        let (src, dst) = (from.join(&name), to.join(&name));
+        let existing = match fs::symlink_metadata(&dst) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        if kind.is_dir() {
+            match existing {
+                Some(m) if m.is_dir() => sync_tree(&src, &dst)?,
+                Some(_) => {
+                    fs::remove_file(&dst)?;
+                    copy_tree(&src, &dst)?;
+                }
+                None => copy_tree(&src, &dst)?,
+            }
+        } else if kind.is_symlink() {
+            let target = fs::read_link(&src)?;
+            let same = existing
+                .as_ref()
+                .is_some_and(|m| m.file_type().is_symlink())
+                && fs::read_link(&dst)? == target;
+            if !same {
+                if existing.is_some() {
+                    remove_tree(&dst)?;
+                }
+                std::os::unix::fs::symlink(target, &dst)?;
+            }
+        } else {
+            let src_meta = fs::metadata(&src)?;
+            let same = match &existing {
+                Some(m) => {
+                    m.is_file()
+                        && m.len() == src_meta.len()
+                        && m.permissions().mode() & 0o777 == src_meta.permissions().mode() & 0o777
+                        && same_content(&src, &dst)?
+                }
+                None => false,
+            };
+            if !same {
+                if existing.is_some() {
+                    remove_tree(&dst)?;
+                }
+                copy_file(&src, &dst, src_meta.permissions().mode())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether two files of the same size hold the same bytes.
+fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
+    use std::io::Read;
+    let (mut a, mut b) = (fs::File::open(a)?, fs::File::open(b)?);
+    let (mut x, mut y) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let n = a.read(&mut x)?;
+        if n == 0 {
+            return Ok(b.read(&mut y[..1])? == 0);
+        }
+        b.read_exact(&mut y[..n])?;
+        if x[..n] != y[..n] {
+            return Ok(false);
+        }
+    }
+}
+
+fn copy_file(src: &Path, dst: &Path, mode: u32) -> io::Result<()> {
+    let mut input = fs::File::open(src)?;
+    let mut output = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode & 0o777)
+        .open(dst)?;
+    io::copy(&mut input, &mut output)?;
+    Ok(())
+}
+
 /// `cp -R from to`: directories and files created anew (modes of the originals, less the umask),
 /// links copied as links.
 fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
@@ -226,14 +340,7 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
         } else if kind.is_symlink() {
             std::os::unix::fs::symlink(fs::read_link(&src)?, &dst)?;
         } else {
-            let mode = entry.metadata()?.permissions().mode();
-            let mut input = fs::File::open(&src)?;
-            let mut output = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(mode & 0o777)
-                .open(&dst)?;
-            io::copy(&mut input, &mut output)?;
+            copy_file(&src, &dst, entry.metadata()?.permissions().mode())?;
         }
     }
     Ok(())
@@ -297,7 +404,7 @@ mod tests {
                     path: p("work/new/conf"),
                     content: "more 'quoted' $text\n".into(),
                 },
-                Op::CopyTree {
+                Op::ReplaceWithCopy {
                     from: p("src"),
                     to: p("work/copy"),
                 },
@@ -375,6 +482,83 @@ mod tests {
     }
 
     #[test]
+    fn a_copy_over_an_earlier_one_ends_as_a_fresh_copy_and_keeps_what_matched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        fixture(tmp.path());
+        fs::write(src.join("big.bin"), vec![7u8; 200_000]).unwrap();
+        let (fresh, reused) = (tmp.path().join("fresh"), tmp.path().join("reused"));
+        let copy = |to: &Path| StageOps {
+            ops: vec![Op::ReplaceWithCopy {
+                from: src.display().to_string(),
+                to: to.display().to_string(),
+            }],
+        };
+        let mut sink = Vec::new();
+        assert_eq!(copy(&reused).run_here(&mut sink), 0);
+        // What a job may do to its copy: change, add, remove, retype, chmod, relink.
+        fs::write(reused.join("tool.sh"), "#!/bin/sh\nchanged\n").unwrap();
+        let mut big = fs::read(reused.join("big.bin")).unwrap();
+        big[150_000] = 8;
+        fs::write(reused.join("big.bin"), big).unwrap();
+        fs::write(reused.join("leftover.o"), "x").unwrap();
+        fs::create_dir_all(reused.join("build/deep")).unwrap();
+        fs::remove_file(reused.join("link")).unwrap();
+        fs::write(reused.join("link"), "now a file").unwrap();
+        fs::remove_dir_all(reused.join("sub")).unwrap();
+        fs::create_dir_all(reused.join("sub")).unwrap();
+        fs::write(reused.join("sub/data.txt"), "data\n").unwrap();
+        // An old modification time tells a kept file from one written again.
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+        fs::File::options()
+            .write(true)
+            .open(reused.join("sub/data.txt"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        fs::set_permissions(reused.join("sub"), fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::symlink("tool.sh", reused.join("extra-link")).unwrap();
+
+        let mut sink = Vec::new();
+        assert_eq!(
+            copy(&reused).run_here(&mut sink),
+            0,
+            "{}",
+            String::from_utf8_lossy(&sink)
+        );
+        let mut w = BashWriter::default();
+        copy(&fresh).write(&mut w);
+        let out = Command::new("bash")
+            .args(["--noprofile", "--norc", "-c", &w.finish()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(listing(&reused), listing(&fresh));
+        assert_eq!(
+            fs::read(reused.join("big.bin")).unwrap(),
+            vec![7u8; 200_000]
+        );
+        assert_eq!(
+            fs::metadata(reused.join("sub/data.txt"))
+                .unwrap()
+                .modified()
+                .unwrap(),
+            old,
+            "a file that matches is kept, not written again"
+        );
+
+        // A file where the copy goes is replaced too.
+        let file_there = tmp.path().join("file-there");
+        fs::write(&file_there, "x").unwrap();
+        assert_eq!(copy(&file_there).run_here(&mut sink), 0);
+        assert_eq!(listing(&file_there), listing(&fresh));
+    }
+
+    #[test]
     fn the_host_line_and_a_failing_step() {
         let mut printed = Vec::new();
         let ops = StageOps {
@@ -395,7 +579,7 @@ mod tests {
         fs::create_dir_all(&target).unwrap();
         let failing = StageOps {
             ops: vec![
-                Op::CopyTree {
+                Op::ReplaceWithCopy {
                     from: tmp.path().join("missing").display().to_string(),
                     to: target.join("x").display().to_string(),
                 },
