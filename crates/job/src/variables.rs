@@ -146,7 +146,7 @@ impl Variables {
 
     /// `value` with `$NAME`/`${NAME}` references replaced (see the module docs for the exact rules).
     pub fn expand_value(&self, value: &str) -> String {
-        expand(value, |name| self.lookup(name))
+        glrunner_protocol::expand::runner_expand(value, |name| Some(self.lookup(name))).value
     }
 
     /// Every value expanded against this list, except `raw` ones.
@@ -197,68 +197,6 @@ impl Variables {
     }
 }
 
-/// Go's `os.Expand`: `$name`, `${name}`, one-character shell specials; `mapping` decides the value.
-pub fn expand(s: &str, mapping: impl Fn(&str) -> String) -> String {
-    let bytes = s.as_bytes();
-    let mut out = String::with_capacity(s.len());
-    let mut copied = 0;
-    let mut j = 0;
-    while j < bytes.len() {
-        if bytes[j] == b'$' && j + 1 < bytes.len() {
-            out.push_str(&s[copied..j]);
-            let (name, width) = shell_name(&s[j + 1..]);
-            match name {
-                // Malformed `${…`: the characters are dropped, as in Go.
-                None if width > 0 => {}
-                // `$` not followed by a name stays as it is.
-                None => out.push('$'),
-                Some(name) => out.push_str(&mapping(name)),
-            }
-            j += 1 + width;
-            copied = j;
-        } else {
-            j += 1;
-        }
-    }
-    out.push_str(&s[copied..]);
-    out
-}
-
-fn is_shell_special(c: u8) -> bool {
-    matches!(
-        c,
-        b'*' | b'#' | b'$' | b'@' | b'!' | b'?' | b'-' | b'0'..=b'9'
-    )
-}
-
-fn is_alnum(c: u8) -> bool {
-    c == b'_' || c.is_ascii_alphanumeric()
-}
-
-/// The name after a `$` and how many bytes it spans (Go's `getShellName`).
-fn shell_name(s: &str) -> (Option<&str>, usize) {
-    let b = s.as_bytes();
-    if b[0] == b'{' {
-        if b.len() > 2 && is_shell_special(b[1]) && b[2] == b'}' {
-            return (Some(&s[1..2]), 3);
-        }
-        return match b.iter().skip(1).position(|&c| c == b'}') {
-            Some(0) => (None, 2),
-            Some(i) => (Some(&s[1..i + 1]), i + 2),
-            None => (None, 1),
-        };
-    }
-    if is_shell_special(b[0]) {
-        return (Some(&s[0..1]), 1);
-    }
-    let n = b.iter().take_while(|&&c| is_alnum(c)).count();
-    if n == 0 {
-        (None, 0)
-    } else {
-        (Some(&s[..n]), n)
-    }
-}
-
 /// Go's `strconv.ParseBool` on the lower-cased value, then "an integer equal to 1".
 pub fn parse_bool(value: &str) -> Option<bool> {
     match value.to_ascii_lowercase().as_str() {
@@ -271,7 +209,9 @@ pub fn parse_bool(value: &str) -> Option<bool> {
 /// Whether bash can `export` a variable of this name.
 pub fn is_valid_name(key: &str) -> bool {
     let b = key.as_bytes();
-    !b.is_empty() && !b[0].is_ascii_digit() && b.iter().all(|&c| is_alnum(c))
+    !b.is_empty()
+        && !b[0].is_ascii_digit()
+        && b.iter().all(|&c| c == b'_' || c.is_ascii_alphanumeric())
 }
 
 /// Feature flags after resolution: config.toml wins, then the job's variable, then the default. Known
