@@ -3,9 +3,12 @@
 //! invocation, and rewrites its own section of BENCHMARKS.md.
 
 mod exec_pipeline;
+mod kubernetes;
 mod machine;
+mod manager;
 mod procfs;
 mod report;
+mod requests;
 mod sizing;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +27,9 @@ enum Bench {
     ManagerSizing(sizing::Args),
     /// `glrunner exec` of a 20-job pipeline next to `gitlab-ci-local --force-shell-executor`.
     ExecPipeline(exec_pipeline::Args),
+    /// Kubernetes API requests per job and the manager's RSS/CPU with N jobs in flight, in pods of
+    /// the test cluster.
+    Kubernetes(kubernetes::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,6 +40,7 @@ fn main() -> anyhow::Result<()> {
     match cli.bench {
         Bench::ManagerSizing(args) => runtime.block_on(sizing::run(args)),
         Bench::ExecPipeline(args) => exec_pipeline::run(args),
+        Bench::Kubernetes(args) => runtime.block_on(kubernetes::run(args)),
     }
 }
 

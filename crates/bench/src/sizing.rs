@@ -3,11 +3,12 @@
 //! bash processes are not counted) and the jobs' end-to-end time; the baseline is the same N scripts run
 //! directly by bash, without any runner, in the same invocation.
 
+use crate::manager::{CpuSampler, Manager};
 use crate::{glrunner_binary, machine, procfs, report};
 use anyhow::{Context, bail};
 use glrunner_coordinator::{Coordinator, JobSpec, JobStatus, Options, RunnerSpec, Variable};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
@@ -102,18 +103,14 @@ async fn measure(n: usize, args: &Args, glrunner: &Path) -> anyhow::Result<Row> 
             dir.path().join("builds").display()
         ),
     )?;
-    let log = std::fs::File::create(dir.path().join("glrunner.log"))?;
-    let mut child = Command::new(glrunner)
-        .arg("run")
-        .arg("-c")
-        .arg(&config)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .context("starting glrunner")?;
-    let pid = child.id();
+    let mut manager = Manager::spawn(
+        glrunner,
+        &config,
+        &dir.path().join("state"),
+        &dir.path().join("glrunner.log"),
+        &[],
+    )?;
+    let pid = manager.pid();
     let result = async {
         coordinator
             .wait_for_held_polls(1, Duration::from_secs(30))
@@ -121,8 +118,7 @@ async fn measure(n: usize, args: &Args, glrunner: &Path) -> anyhow::Result<Row> 
             .context("glrunner never polled the coordinator")?;
         let idle_rss = procfs::memory(pid)?.0;
         let cpu0 = procfs::cpu_time(pid)?;
-        let (stop_sampler, stopped) = tokio::sync::oneshot::channel();
-        let sampler = tokio::spawn(sample_cpu(pid, stopped));
+        let sampler = CpuSampler::start(pid);
         let started = Instant::now();
         let mut ids = Vec::with_capacity(n);
         for i in 0..n {
@@ -158,8 +154,7 @@ async fn measure(n: usize, args: &Args, glrunner: &Path) -> anyhow::Result<Row> 
         let wall = started.elapsed();
         let cpu = procfs::cpu_time(pid)?.saturating_sub(cpu0);
         let peak_rss = procfs::memory(pid)?.1;
-        let _ = stop_sampler.send(());
-        let peak_cpu_cores = sampler.await.unwrap_or(0.0);
+        let peak_cpu_cores = sampler.finish().await.unwrap_or(0.0);
         let job_mean = durations.iter().sum::<Duration>() / durations.len().max(1) as u32;
         let job_max = durations.iter().max().copied().unwrap_or_default();
         Ok(Row {
@@ -176,36 +171,8 @@ async fn measure(n: usize, args: &Args, glrunner: &Path) -> anyhow::Result<Row> 
         })
     }
     .await;
-    stop(&mut child);
+    manager.stop();
     result
-}
-
-/// Peak CPU per 1-second window, sampled every 250 ms until `stop` fires.
-async fn sample_cpu(pid: u32, mut stop: tokio::sync::oneshot::Receiver<()>) -> f64 {
-    let mut samples: Vec<(Instant, Duration)> = Vec::new();
-    let mut peak = 0.0f64;
-    // Bounded: at most an hour of samples.
-    for _ in 0..(4 * 3600) {
-        let Ok(cpu) = procfs::cpu_time(pid) else {
-            break;
-        };
-        let now = Instant::now();
-        samples.push((now, cpu));
-        let window = samples
-            .iter()
-            .rev()
-            .find(|(t, _)| now.duration_since(*t) >= Duration::from_secs(1));
-        if let Some((t, c)) = window {
-            let rate = (cpu - *c).as_secs_f64() / now.duration_since(*t).as_secs_f64();
-            peak = peak.max(rate);
-        }
-        samples.retain(|(t, _)| now.duration_since(*t) < Duration::from_secs(3));
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-            _ = &mut stop => break,
-        }
-    }
-    peak
 }
 
 /// The same N scripts run directly by bash at once, output discarded: what the jobs alone cost here.
@@ -225,20 +192,6 @@ fn baseline(n: usize, script: &str) -> anyhow::Result<Duration> {
         c.wait()?;
     }
     Ok(started.elapsed())
-}
-
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    for _ in 0..100 {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 fn mb(bytes: u64) -> f64 {

@@ -1,0 +1,131 @@
+//! A `glrunner run` process under measurement: started on a config.toml with its output in a log
+//! file, its CPU sampled from /proc while jobs run, and stopped with TERM (KILL if it lingers).
+
+use crate::procfs;
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `glrunner run`; dropping it stops it.
+pub struct Manager {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Manager {
+    /// `glrunner run -c <config> --state-dir <state>`, stderr into `log`, with `env` added.
+    pub fn spawn(
+        glrunner: &Path,
+        config: &Path,
+        state: &Path,
+        log: &Path,
+        env: &[(&str, &Path)],
+    ) -> anyhow::Result<Self> {
+        let file =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let mut cmd = Command::new(glrunner);
+        cmd.arg("run")
+            .arg("-c")
+            .arg(config)
+            .arg("--state-dir")
+            .arg(state)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", glrunner.display()))?;
+        Ok(Self {
+            child,
+            log: log.to_owned(),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The last lines glrunner logged, to explain a failed run.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// TERM, then KILL after 10 s.
+    pub fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Peak CPU of one process per 1-second window, sampled every 250 ms until finished.
+pub struct CpuSampler {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Option<f64>>,
+}
+
+impl CpuSampler {
+    pub fn start(pid: u32) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        Self {
+            stop,
+            task: tokio::spawn(sample_cpu(pid, stopped)),
+        }
+    }
+
+    /// The peak, in cores; `None` when the process was not followed for a whole second.
+    pub async fn finish(self) -> Option<f64> {
+        let _ = self.stop.send(());
+        self.task.await.ok().flatten()
+    }
+}
+
+async fn sample_cpu(pid: u32, mut stop: tokio::sync::oneshot::Receiver<()>) -> Option<f64> {
+    let mut samples: Vec<(Instant, Duration)> = Vec::new();
+    let mut peak: Option<f64> = None;
+    // Bounded: at most an hour of samples.
+    for _ in 0..(4 * 3600) {
+        let Ok(cpu) = procfs::cpu_time(pid) else {
+            break;
+        };
+        let now = Instant::now();
+        samples.push((now, cpu));
+        let window = samples
+            .iter()
+            .rev()
+            .find(|(t, _)| now.duration_since(*t) >= Duration::from_secs(1));
+        if let Some((t, c)) = window {
+            let rate = (cpu - *c).as_secs_f64() / now.duration_since(*t).as_secs_f64();
+            peak = Some(peak.map_or(rate, |p| p.max(rate)));
+        }
+        samples.retain(|(t, _)| now.duration_since(*t) < Duration::from_secs(3));
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = &mut stop => break,
+        }
+    }
+    peak
+}
