@@ -8,6 +8,7 @@
 
 use crate::permissions::{self, Identity, Permission, Verb};
 use crate::pod::{LABEL_JOB_ID, LABEL_SYSTEM_ID};
+use crate::stream::upgrade::{self, Upgraded};
 use glrunner_config::KubernetesConfig;
 use k8s_openapi::api::authentication::v1::{SelfSubjectReview, UserInfo};
 use k8s_openapi::api::authorization::v1::{
@@ -17,7 +18,6 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{
     AttachParams, DeleteParams, ListParams, ObjectList, PostParams, WatchEvent, WatchParams,
 };
-use kube::client::Connection;
 use kube::{Api, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -641,7 +641,7 @@ impl Kube {
         pod: &str,
         command: &[String],
         params: &AttachParams,
-    ) -> Result<Connection, KubeError> {
+    ) -> Result<Upgraded, KubeError> {
         let t = Target {
             group: "",
             resource: "pods",
@@ -656,7 +656,7 @@ impl Kube {
                 .exec(pod, command.to_vec(), params)
                 .map_err(kube::Error::BuildRequest)?;
             req.extensions_mut().insert("exec");
-            self.client.connect(req).await
+            upgrade::open(&self.client, req).await
         })
         .await
     }
@@ -667,7 +667,7 @@ impl Kube {
         namespace: &str,
         pod: &str,
         params: &AttachParams,
-    ) -> Result<Connection, KubeError> {
+    ) -> Result<Upgraded, KubeError> {
         let t = Target {
             group: "",
             resource: "pods",
@@ -682,7 +682,7 @@ impl Kube {
                 .attach(pod, params)
                 .map_err(kube::Error::BuildRequest)?;
             req.extensions_mut().insert("attach");
-            self.client.connect(req).await
+            upgrade::open(&self.client, req).await
         })
         .await
     }

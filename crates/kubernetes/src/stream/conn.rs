@@ -3,6 +3,7 @@
 //! or not at all) and receives output, the exit status and, always, an end event — a connection that
 //! breaks says so instead of going quiet.
 
+use super::upgrade::Upgraded;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
@@ -75,9 +76,8 @@ impl std::fmt::Debug for Conn {
 
 impl Conn {
     /// Take over an upgraded connection.
-    pub fn start(connection: kube::client::Connection) -> Self {
-        let v5 = connection.supports_stream_close();
-        let ws = connection.into_stream();
+    pub fn start(connection: Upgraded) -> Self {
+        let Upgraded { stream: ws, v5 } = connection;
         let (input_tx, input_rx) = mpsc::channel(16);
         let (events_tx, events_rx) = mpsc::channel(64);
         let task = tokio::spawn(run(ws, v5, input_rx, events_tx));
