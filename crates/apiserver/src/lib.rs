@@ -88,3 +88,23 @@ pub use server::{ApiServer, Body, Options, Response, SubresourceHandler, Subreso
 pub use status::ApiError;
 pub use store::{Change, ChangeType, DeleteOptions, Deleted, EventSpec, Store, WriteOptions};
 pub use stream::{V4_PROTOCOL, V5_PROTOCOL};
+
+/// The two-namespace install tests and benchmarks start from: jobs in `ci-jobs`, the manager in
+/// `ci-system` as the service account `ci-system/glrunner` (no permissions yet: apply the Role glrunner
+/// generates, or leave it out to provoke the failures).
+pub const TWO_NAMESPACE_INSTALL: &str = "apiVersion: v1
+kind: Namespace
+metadata:
+  name: ci-jobs
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: ci-system
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: glrunner
+  namespace: ci-system
+";

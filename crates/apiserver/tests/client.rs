@@ -531,7 +531,7 @@ async fn plain_http_serves_token_users() {
     let s = ApiServer::start(Options::default().with_http())
         .await
         .expect("start");
-    s.apply_yaml(common::RUNNER_RBAC).expect("rbac");
+    s.apply_yaml(&common::RUNNER_RBAC).expect("rbac");
     let sa = s.service_account_token("ci-system", "glrunner");
     let mut config = kube::Config::new(s.http_url().expect("http").parse().expect("url"));
     config.auth_info.token = Some(sa.token().expect("token").expose().to_owned().into());
@@ -638,7 +638,7 @@ async fn label_selected_watches_see_objects_leave_and_get_bookmarks() {
     let s = ApiServer::start(Options::default().bookmark_interval(Duration::from_millis(50)))
         .await
         .expect("start");
-    s.apply_yaml(common::RUNNER_RBAC).expect("rbac");
+    s.apply_yaml(&common::RUNNER_RBAC).expect("rbac");
     let api = pods(&s, "ci-jobs").await;
     api.create(&PostParams::default(), &pod("p"))
         .await

@@ -15,7 +15,7 @@ async fn apply_creates_then_configures_namespaces_service_accounts_and_rbac() {
         .kubeconfig_for(s.admin(), "admin", "default")
         .expect("kubeconfig");
     let manifest = s.workdir().join("rbac.yaml");
-    std::fs::write(&manifest, RUNNER_RBAC).expect("manifest");
+    std::fs::write(&manifest, RUNNER_RBAC.as_str()).expect("manifest");
     let out = k
         .ok(&kc, &["apply", "-f", manifest.to_str().expect("utf-8")])
         .await;

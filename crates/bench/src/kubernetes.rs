@@ -8,13 +8,13 @@
 //! that all N pods ran at once. The baselines: the official runner's documented request pattern for
 //! the same jobs (computed), and the same jobs with the shell executor (measured).
 
-use crate::manager::{CpuSampler, Manager};
+use crate::manager::{self, CpuSampler, Manager, Setup, shell_executor};
 use crate::requests::{self, JobRequests, Tally};
 use crate::{glrunner_binary, machine, procfs, report};
 use anyhow::{Context, bail};
 use glrunner_apiserver::{Cluster, Image, KubeletOptions, Options as ApiOptions, RequestRecord};
 use glrunner_config::KubernetesConfig;
-use glrunner_coordinator::{Coordinator, JobSpec, JobStatus, Options, RunnerSpec};
+use glrunner_coordinator::{Coordinator, JobSpec, JobStatus};
 use glrunner_kubernetes::permissions::{self, rbac};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use std::collections::{BTreeMap, HashMap};
@@ -30,23 +30,6 @@ const MANAGER_NS: &str = "ci-system";
 const MANAGER_SA: &str = "glrunner";
 /// What the API server calls the manager.
 const MANAGER_USER: &str = "system:serviceaccount:ci-system:glrunner";
-
-const INSTALL: &str = "apiVersion: v1
-kind: Namespace
-metadata:
-  name: ci-jobs
----
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: ci-system
----
-apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: glrunner
-  namespace: ci-system
-";
 
 /// Output lines the job scripts print (the trace also shows each command, so the markers are made
 /// by the shell: `$((1+1))` becomes `2` only in the output).
@@ -205,7 +188,7 @@ async fn start_cluster(n: usize, glrunner: &Path) -> anyhow::Result<(Cluster, Pa
         );
     }
     cluster
-        .apply_yaml(INSTALL)
+        .apply_yaml(glrunner_apiserver::TWO_NAMESPACE_INSTALL)
         .context("creating the namespaces and the service account")?;
     let role = rbac::manifests(
         &permissions::required(&kubernetes_config()),
@@ -227,65 +210,27 @@ async fn start_cluster(n: usize, glrunner: &Path) -> anyhow::Result<(Cluster, Pa
     Ok((cluster, kubeconfig))
 }
 
-async fn start_coordinator(args: &Args) -> anyhow::Result<Coordinator> {
-    Ok(Coordinator::start(
-        Options::default()
-            .long_poll(Duration::from_secs(50))
-            .trace_update_interval(args.trace_interval),
-    )
-    .await?)
-}
-
-/// config.toml for one runner; `executor` holds the executor's lines.
-fn write_config(
-    path: &Path,
-    n: usize,
-    coordinator: &Coordinator,
-    token: &str,
-    executor: &str,
-) -> anyhow::Result<()> {
-    std::fs::write(
-        path,
-        format!(
-            "concurrent = {n}\ncheck_interval = 3\n\n[[runners]]\n  name = \"bench\"\n  url = \"{}\"\n  token = \"{token}\"\n{executor}",
-            coordinator.url()
-        ),
-    )
-    .with_context(|| format!("writing {}", path.display()))
-}
-
 async fn measure_kubernetes(n: usize, args: &Args, glrunner: &Path) -> anyhow::Result<KubeRun> {
     let (cluster, kubeconfig) = start_cluster(n, glrunner).await?;
-    let coordinator = start_coordinator(args).await?;
-    let runner = coordinator.add_runner(RunnerSpec::created());
-    let dir = tempfile::Builder::new()
-        .prefix("glrunner-bench-k8s-")
-        .tempdir()?;
-    let config = dir.path().join("config.toml");
-    write_config(
-        &config,
+    let Setup { coordinator, dir } = manager::set_up(
         n,
-        &coordinator,
-        runner.token.expose(),
-        &format!(
-            "  executor = \"kubernetes\"\n  [runners.kubernetes]\n    namespace = {JOB_NS:?}\n    image = {BUILD_IMAGE:?}\n    helper_image = {HELPER_IMAGE:?}\n"
-        ),
-    )?;
-    let mut manager = Manager::spawn(
+        args.trace_interval,
+        "glrunner-bench-k8s-",
+        |_| {
+            format!(
+                "  executor = \"kubernetes\"\n  [runners.kubernetes]\n    namespace = {JOB_NS:?}\n    image = {BUILD_IMAGE:?}\n    helper_image = {HELPER_IMAGE:?}\n"
+            )
+        },
+    )
+    .await?;
+    let result = Manager::with(
         glrunner,
-        &config,
-        &dir.path().join("state"),
-        &dir.path().join("glrunner.log"),
+        dir.path(),
         &[("KUBECONFIG", &kubeconfig)],
-    )?;
-    let result = kubernetes_run(n, args, &cluster, &coordinator, &manager).await;
-    manager.stop();
-    let result = result.with_context(|| {
-        format!(
-            "the Kubernetes run of {n} job(s) failed; glrunner's last log lines:\n{}",
-            manager.log_tail(30)
-        )
-    });
+        async |m| kubernetes_run(n, args, &cluster, &coordinator, m).await,
+    )
+    .await
+    .with_context(|| format!("the Kubernetes run of {n} job(s) failed"));
     cluster.shutdown().await;
     coordinator.shutdown().await;
     result
@@ -525,37 +470,18 @@ impl RunningPods {
 
 /// The same jobs with the shell executor: the manager's RSS and CPU for scale.
 async fn measure_shell(n: usize, args: &Args, glrunner: &Path) -> anyhow::Result<Usage> {
-    let coordinator = start_coordinator(args).await?;
-    let runner = coordinator.add_runner(RunnerSpec::created());
-    let dir = tempfile::Builder::new()
-        .prefix("glrunner-bench-shell-")
-        .tempdir()?;
-    let config = dir.path().join("config.toml");
-    write_config(
-        &config,
+    let Setup { coordinator, dir } = manager::set_up(
         n,
-        &coordinator,
-        runner.token.expose(),
-        &format!(
-            "  executor = \"shell\"\n  builds_dir = {:?}\n",
-            dir.path().join("builds").display().to_string()
-        ),
-    )?;
-    let mut manager = Manager::spawn(
-        glrunner,
-        &config,
-        &dir.path().join("state"),
-        &dir.path().join("glrunner.log"),
-        &[],
-    )?;
-    let result = shell_run(n, args, &coordinator, &manager).await;
-    manager.stop();
-    let result = result.with_context(|| {
-        format!(
-            "the shell run of {n} job(s) failed; glrunner's last log lines:\n{}",
-            manager.log_tail(30)
-        )
-    });
+        args.trace_interval,
+        "glrunner-bench-shell-",
+        shell_executor,
+    )
+    .await?;
+    let result = Manager::with(glrunner, dir.path(), &[], async |m| {
+        shell_run(n, args, &coordinator, m).await
+    })
+    .await
+    .with_context(|| format!("the shell run of {n} job(s) failed"));
     coordinator.shutdown().await;
     result
 }

@@ -1,11 +1,57 @@
-//! A `glrunner run` process under measurement: started on a config.toml with its output in a log
-//! file, its CPU sampled from /proc while jobs run, and stopped with TERM (KILL if it lingers).
+//! A `glrunner run` process under measurement: the GitLab test coordinator it takes jobs from and
+//! its config.toml, the process started with its output in a log file, its CPU sampled from /proc
+//! while jobs run, and stopped with TERM (KILL if it lingers).
 
 use crate::procfs;
 use anyhow::Context;
+use glrunner_coordinator::{Coordinator, Options, RunnerSpec};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The GitLab test coordinator with one runner, and the directory of that runner's config.toml.
+pub struct Setup {
+    pub coordinator: Coordinator,
+    pub dir: tempfile::TempDir,
+}
+
+/// Start the coordinator (long polling on, `trace_interval` announced) and write config.toml for one
+/// runner taking up to `n` jobs at once; `executor` gives the executor's lines for the directory.
+pub async fn set_up(
+    n: usize,
+    trace_interval: u64,
+    prefix: &str,
+    executor: impl FnOnce(&Path) -> String,
+) -> anyhow::Result<Setup> {
+    let coordinator = Coordinator::start(
+        Options::default()
+            .long_poll(Duration::from_secs(50))
+            .trace_update_interval(trace_interval),
+    )
+    .await?;
+    let runner = coordinator.add_runner(RunnerSpec::created());
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "concurrent = {n}\ncheck_interval = 3\n\n[[runners]]\n  name = \"bench\"\n  url = \"{}\"\n  token = \"{}\"\n{}",
+            coordinator.url(),
+            runner.token.expose(),
+            executor(dir.path())
+        ),
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
+    Ok(Setup { coordinator, dir })
+}
+
+/// The shell executor's lines, with builds in `dir`.
+pub fn shell_executor(dir: &Path) -> String {
+    format!(
+        "  executor = \"shell\"\n  builds_dir = {:?}\n",
+        dir.join("builds").display().to_string()
+    )
+}
 
 /// A running `glrunner run`; dropping it stops it.
 pub struct Manager {
@@ -43,6 +89,26 @@ impl Manager {
             child,
             log: log.to_owned(),
         })
+    }
+
+    /// `glrunner run` on `dir`/config.toml (state and log in `dir` too) for the time of `body`, then
+    /// stopped; a failure carries glrunner's last log lines.
+    pub async fn with<T>(
+        glrunner: &Path,
+        dir: &Path,
+        env: &[(&str, &Path)],
+        body: impl AsyncFnOnce(&Manager) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let mut manager = Self::spawn(
+            glrunner,
+            &dir.join("config.toml"),
+            &dir.join("state"),
+            &dir.join("glrunner.log"),
+            env,
+        )?;
+        let result = body(&manager).await;
+        manager.stop();
+        result.with_context(|| format!("glrunner's last log lines:\n{}", manager.log_tail(30)))
     }
 
     pub fn pid(&self) -> u32 {

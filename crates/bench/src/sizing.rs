@@ -3,10 +3,10 @@
 //! bash processes are not counted) and the jobs' end-to-end time; the baseline is the same N scripts run
 //! directly by bash, without any runner, in the same invocation.
 
-use crate::manager::{CpuSampler, Manager};
+use crate::manager::{self, CpuSampler, Manager, Setup, shell_executor};
 use crate::{glrunner_binary, machine, procfs, report};
 use anyhow::{Context, bail};
-use glrunner_coordinator::{Coordinator, JobSpec, JobStatus, Options, RunnerSpec, Variable};
+use glrunner_coordinator::{JobSpec, JobStatus, Variable};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -85,33 +85,15 @@ fn script(log_bytes: u64, seconds: u64) -> String {
 }
 
 async fn measure(n: usize, args: &Args, glrunner: &Path) -> anyhow::Result<Row> {
-    let coordinator = Coordinator::start(
-        Options::default()
-            .long_poll(Duration::from_secs(50))
-            .trace_update_interval(args.trace_interval),
+    let Setup { coordinator, dir } = manager::set_up(
+        n,
+        args.trace_interval,
+        "glrunner-bench-sizing-",
+        shell_executor,
     )
     .await?;
-    let runner = coordinator.add_runner(RunnerSpec::created());
-    let dir = tempfile::tempdir()?;
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "concurrent = {n}\ncheck_interval = 3\n\n[[runners]]\n  name = \"bench\"\n  url = \"{}\"\n  token = \"{}\"\n  executor = \"shell\"\n  builds_dir = \"{}\"\n",
-            coordinator.url(),
-            runner.token.expose(),
-            dir.path().join("builds").display()
-        ),
-    )?;
-    let mut manager = Manager::spawn(
-        glrunner,
-        &config,
-        &dir.path().join("state"),
-        &dir.path().join("glrunner.log"),
-        &[],
-    )?;
-    let pid = manager.pid();
-    let result = async {
+    Manager::with(glrunner, dir.path(), &[], async |manager| {
+        let pid = manager.pid();
         coordinator
             .wait_for_held_polls(1, Duration::from_secs(30))
             .await
@@ -169,10 +151,8 @@ async fn measure(n: usize, args: &Args, glrunner: &Path) -> anyhow::Result<Row> 
             requests: coordinator.requests().len(),
             baseline_wall: Duration::ZERO,
         })
-    }
-    .await;
-    manager.stop();
-    result
+    })
+    .await
 }
 
 /// The same N scripts run directly by bash at once, output discarded: what the jobs alone cost here.

@@ -10,24 +10,14 @@ use std::time::Duration;
 
 /// The namespaces and RBAC of a typical install: the manager's service account in `ci-system` may
 /// run pods in `ci-jobs` (exec, not attach) and read service accounts.
-pub const RUNNER_RBAC: &str = r#"
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: ci-jobs
----
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: ci-system
----
-apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: glrunner
-  namespace: ci-system
----
-apiVersion: rbac.authorization.k8s.io/v1
+pub static RUNNER_RBAC: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{}---\n{RUNNER_ROLE}",
+        glrunner_apiserver::TWO_NAMESPACE_INSTALL
+    )
+});
+
+const RUNNER_ROLE: &str = r#"apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata:
   name: glrunner
@@ -66,7 +56,7 @@ pub async fn server() -> ApiServer {
 
 pub async fn runner_cluster() -> ApiServer {
     let s = server().await;
-    s.apply_yaml(RUNNER_RBAC).expect("apply the runner's RBAC");
+    s.apply_yaml(&RUNNER_RBAC).expect("apply the runner's RBAC");
     s
 }
 
@@ -182,7 +172,7 @@ pub async fn cluster(options: KubeletOptions) -> Cluster {
     let c = Cluster::start(glrunner_apiserver::Options::default(), options)
         .await
         .expect("start the API test server with its kubelet");
-    c.apply_yaml(RUNNER_RBAC).expect("apply the runner's RBAC");
+    c.apply_yaml(&RUNNER_RBAC).expect("apply the runner's RBAC");
     c
 }
 

@@ -9,22 +9,6 @@ use glrunner_kubernetes::connection::{ConnectOptions, Connection, connect};
 use glrunner_kubernetes::permissions::{self, rbac};
 use std::path::PathBuf;
 
-pub const NAMESPACES: &str = "apiVersion: v1
-kind: Namespace
-metadata:
-  name: ci-jobs
----
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: ci-system
----
-apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: glrunner
-  namespace: ci-system
-";
 
 pub fn ci_jobs() -> KubernetesConfig {
     KubernetesConfig {
@@ -63,7 +47,7 @@ pub async fn env(grant: bool) -> Env {
     let server = ApiServer::start(Options::default())
         .await
         .expect("start the API test server");
-    server.apply_yaml(NAMESPACES).expect("namespaces");
+    server.apply_yaml(glrunner_apiserver::TWO_NAMESPACE_INSTALL).expect("namespaces");
     if grant {
         server.apply_yaml(&role_yaml(&ci_jobs())).expect("role");
     }
