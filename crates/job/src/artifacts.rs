@@ -6,7 +6,8 @@
 //! stages write and read archives under [`crate::local_artifacts`] instead of GitLab.
 
 use crate::helper::{HelperCommand, JOB_TOKEN_ENV, guard};
-use crate::script::{BashWriter, ScriptContext};
+use crate::script::ScriptContext;
+use crate::stage_ops::{HelperStep, Op, StageOps};
 use crate::variables::CA_FILE_VARIABLE;
 use glrunner_archive::{ArtifactFormat, artifact_file_name, notice};
 use glrunner_protocol::{Artifact, Dependency, JobResponse};
@@ -49,17 +50,23 @@ fn with_ca(cmd: HelperCommand, sc: &ScriptContext<'_>) -> HelperCommand {
     }
 }
 
-/// The body of download_artifacts. Archives kept on this machine are all extracted by one helper
+/// A helper call whose failure fails the stage.
+fn call(program: &str, command: HelperCommand) -> Op {
+    Op::Helper(Box::new(HelperStep {
+        program: program.to_owned(),
+        command,
+        branches: None,
+    }))
+}
+
+/// The steps of download_artifacts. Archives kept on this machine are all extracted by one helper
 /// call, which announces each dependency itself; from GitLab, each dependency is its own call with its
 /// own token.
-pub(crate) fn write_download_artifacts(w: &mut BashWriter, sc: &ScriptContext<'_>) {
-    sc.write_exports(w);
-    w.cd(&sc.paths.project_dir);
-    guard(
-        w,
+pub(crate) fn download_artifacts_ops(sc: &ScriptContext<'_>) -> StageOps {
+    let download = guard(
         sc.helper.program.as_deref(),
         "Artifacts downloading",
-        |w, program| {
+        |program| {
             if sc.helper.local_artifacts.is_some() {
                 let mut cmd = HelperCommand::new("artifacts-download");
                 for d in with_archive(sc.job) {
@@ -72,21 +79,22 @@ pub(crate) fn write_download_artifacts(w: &mut BashWriter, sc: &ScriptContext<'_
                         .flag("dependency", d.id.to_string())
                         .arg(&d.name);
                 }
-                w.line(&cmd.line(program));
-                w.check_exit_code();
-                return;
+                return vec![call(program, cmd)];
             }
+            let mut ops = Vec::new();
             for d in with_archive(sc.job) {
-                w.message(&notice::downloading_artifacts(&d.name, d.id));
+                ops.push(Op::Message(notice::downloading_artifacts(&d.name, d.id)));
                 let cmd = HelperCommand::new("artifacts-download")
                     .flag("url", sc.helper.gitlab_url.as_str())
                     .flag("id", d.id.to_string());
-                let cmd = with_ca(cmd, sc).env(JOB_TOKEN_ENV, &d.token);
-                w.line(&cmd.line(program));
-                w.check_exit_code();
+                ops.push(call(program, with_ca(cmd, sc).env(JOB_TOKEN_ENV, &d.token)));
             }
+            ops
         },
     );
+    StageOps {
+        ops: vec![sc.environment(), download],
+    }
 }
 
 /// Where an entry is kept on this machine: its name expanded with the job's variables, as the helper
@@ -107,10 +115,9 @@ fn local_entry_path(sc: &ScriptContext<'_>, dir: &str, a: &Artifact) -> String {
     crate::local_artifacts::entry_path(dir, sc.job.id, a.artifact_type.trim(), &file_name)
 }
 
-/// The body of upload_artifacts_on_success (`job_failed` false) or upload_artifacts_on_failure.
-pub(crate) fn write_upload_artifacts(w: &mut BashWriter, sc: &ScriptContext<'_>, job_failed: bool) {
-    sc.write_exports(w);
-    w.cd(&sc.paths.project_dir);
+/// The steps of upload_artifacts_on_success (`job_failed` false) or upload_artifacts_on_failure.
+pub(crate) fn upload_artifacts_ops(sc: &ScriptContext<'_>, job_failed: bool) -> StageOps {
+    let mut ops = vec![sc.environment()];
     let entries = sc
         .job
         .artifacts
@@ -118,12 +125,10 @@ pub(crate) fn write_upload_artifacts(w: &mut BashWriter, sc: &ScriptContext<'_>,
         .flatten()
         .filter(|a| selects(a) && a.when.applies(job_failed));
     for a in entries {
-        guard(
-            w,
+        ops.push(guard(
             sc.helper.program.as_deref(),
             "Uploading artifacts",
-            |w, program| {
-                w.message(&notice::uploading_artifacts());
+            |program| {
                 let selection = |cmd: HelperCommand| {
                     cmd.flags("path", &a.paths)
                         .flags("exclude", &a.exclude)
@@ -148,9 +153,12 @@ pub(crate) fn write_upload_artifacts(w: &mut BashWriter, sc: &ScriptContext<'_>,
                         format(cmd).env(JOB_TOKEN_ENV, &sc.job.token)
                     }
                 };
-                w.line(&cmd.line(program));
-                w.check_exit_code();
+                vec![
+                    Op::Message(notice::uploading_artifacts()),
+                    call(program, cmd),
+                ]
             },
-        );
+        ));
     }
+    StageOps { ops }
 }

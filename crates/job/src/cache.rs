@@ -6,10 +6,11 @@
 //! as with gitlab-runner; only a `policy` that is not pull, push or pull-push fails the job.
 
 use crate::helper::{HelperCommand, guard};
-use crate::script::{BashWriter, ScriptContext, ScriptError};
+use crate::script::{ScriptContext, ScriptError};
 use crate::settings::GitStrategy;
+use crate::stage_ops::{Branches, HelperStep, Op, StageOps};
 use glrunner_archive::cache::{CacheKeyError, fallback_key_allowed, resolve_cache_key};
-use glrunner_archive::notice;
+use glrunner_archive::{Message, notice};
 use glrunner_cache::{CacheObject, CacheTarget as BackendTarget};
 use glrunner_protocol::{Cache, JobResponse};
 
@@ -78,10 +79,10 @@ fn policy(sc: &ScriptContext<'_>, c: &Cache, human: &str) -> Result<Policy, Scri
     }
 }
 
-/// Resolve `user_key` (already expanded) to a target, printing gitlab-runner's warning when the key
-/// was sanitised. `Err` holds the reason for `Skipping cache … due to <reason>`.
+/// Resolve `user_key` (already expanded) to a target, adding gitlab-runner's warning to `ops` when the
+/// key was sanitised. `Err` holds the reason for `Skipping cache … due to <reason>`.
 fn target(
-    w: &mut BashWriter,
+    ops: &mut Vec<Op>,
     sc: &ScriptContext<'_>,
     user_key: &str,
 ) -> Result<CacheTarget, String> {
@@ -96,13 +97,13 @@ fn target(
         Ok(k) => k,
         Err(e) => {
             if let CacheKeyError::Unsanitizable { .. } = e {
-                w.warning(&e.to_string());
+                ops.push(Op::Message(Message::warning(e.to_string())));
             }
             return Err(e.skip_reason());
         }
     };
     if let Some(warning) = &key.warning {
-        w.message(warning);
+        ops.push(Op::Message(warning.clone()));
     }
     let location = locate(sc, &key.hashed)?;
     Ok(CacheTarget {
@@ -156,128 +157,125 @@ fn timeout(sc: &ScriptContext<'_>) -> String {
     format!("{}m", sc.settings.cache_request_timeout_minutes)
 }
 
-/// The body of restore_cache.
-pub(crate) fn write_restore_cache(
-    w: &mut BashWriter,
-    sc: &ScriptContext<'_>,
-) -> Result<(), ScriptError> {
-    sc.write_exports(w);
-    w.cd(&sc.paths.project_dir);
+/// The steps of restore_cache.
+pub(crate) fn restore_cache_ops(sc: &ScriptContext<'_>) -> Result<StageOps, ScriptError> {
+    let mut ops = vec![sc.environment()];
     for c in sc.job.cache.iter().filter(|c| selects_files(c)) {
-        let first = match target(w, sc, &sc.variables.expand_value(&c.key)) {
+        let first = match target(&mut ops, sc, &sc.variables.expand_value(&c.key)) {
             Ok(t) => t,
             Err(reason) => {
-                w.message(&notice::skipping_cache_extraction(&reason));
+                ops.push(Op::Message(notice::skipping_cache_extraction(&reason)));
                 continue;
             }
         };
         if !policy(sc, c, &first.human)?.pull {
-            w.message(&notice::not_downloading_cache(&first.human));
+            ops.push(Op::Message(notice::not_downloading_cache(&first.human)));
             continue;
         }
         let mut targets = vec![first];
-        let mut add = |w: &mut BashWriter, key: &str| {
+        let mut add = |ops: &mut Vec<Op>, key: &str| {
             if key.is_empty() {
                 return;
             }
-            match target(w, sc, key) {
+            match target(ops, sc, key) {
                 Ok(t) => targets.push(t),
-                Err(reason) => w.message(&notice::skipping_cache_extraction(&reason)),
+                Err(reason) => ops.push(Op::Message(notice::skipping_cache_extraction(&reason))),
             }
         };
         for k in &c.fallback_keys {
-            add(w, &sc.variables.expand_value(k));
+            add(&mut ops, &sc.variables.expand_value(k));
         }
         if let Some(k) = sc.variables.value("CACHE_FALLBACK_KEY") {
             match fallback_key_allowed(k) {
-                Ok(()) => add(w, k),
-                Err(warning) => w.message(&warning),
+                Ok(()) => add(&mut ops, k),
+                Err(warning) => ops.push(Op::Message(warning)),
             }
         }
-        guard(
-            w,
+        ops.push(guard(
             sc.helper.program.as_deref(),
             "Extracting cache",
-            |w, p| {
-                write_extract(w, sc, p, &targets, c);
-            },
-        );
+            |p| extract(sc, p, &targets, c),
+        ));
     }
-    Ok(())
+    Ok(StageOps { ops })
 }
 
-/// Try `targets` in order: the first that extracts wins; each miss prints `Failed to extract cache`.
-fn write_extract(
-    w: &mut BashWriter,
-    sc: &ScriptContext<'_>,
-    program: &str,
-    targets: &[CacheTarget],
-    c: &Cache,
-) {
+/// Try `targets` in order: the first that extracts wins; each miss prints `Failed to extract cache`
+/// and the next is tried in the failure branch.
+fn extract(sc: &ScriptContext<'_>, program: &str, targets: &[CacheTarget], c: &Cache) -> Vec<Op> {
     let Some((t, rest)) = targets.split_first() else {
-        return;
+        return Vec::new();
     };
-    w.message(&notice::checking_cache(&t.human, false));
     let (flag, value) = t.location.extract_flag();
-    let cmd = HelperCommand::new("cache-extract")
+    let command = HelperCommand::new("cache-extract")
         .flag(flag, value)
         .flag("timeout", timeout(sc));
-    w.if_line(&cmd.line(program));
-    w.message(&notice::successfully_extracted_cache());
-    w.else_();
-    w.message(&notice::failed_to_extract_cache());
+    let mut failure = vec![Op::Message(notice::failed_to_extract_cache())];
     if sc.settings.clean_up_failed_cache_extract {
         // A half-extracted cache is worse than none.
         for p in &c.paths {
-            w.print(&format!("Removing {p}"));
-            w.rm_rf(p);
+            failure.push(Op::Message(Message::info(format!("Removing {p}"))));
+            failure.push(Op::RemoveTree(p.clone()));
         }
     }
-    write_extract(w, sc, program, rest, c);
-    w.end_if();
+    failure.extend(extract(sc, program, rest, c));
+    vec![
+        Op::Message(notice::checking_cache(&t.human, false)),
+        Op::Helper(Box::new(HelperStep {
+            program: program.to_owned(),
+            command,
+            branches: Some(Branches {
+                success: vec![Op::Message(notice::successfully_extracted_cache())],
+                failure,
+            }),
+        })),
+    ]
 }
 
-/// The body of archive_cache (`job_failed` false) or archive_cache_on_failure.
-pub(crate) fn write_archive_cache(
-    w: &mut BashWriter,
+/// The steps of archive_cache (`job_failed` false) or archive_cache_on_failure.
+pub(crate) fn archive_cache_ops(
     sc: &ScriptContext<'_>,
     job_failed: bool,
-) -> Result<(), ScriptError> {
-    sc.write_exports(w);
-    w.cd(&sc.paths.project_dir);
+) -> Result<StageOps, ScriptError> {
+    let mut ops = vec![sc.environment()];
     for c in sc
         .job
         .cache
         .iter()
         .filter(|c| selects_files(c) && c.when.applies(job_failed))
     {
-        let t = match target(w, sc, &sc.variables.expand_value(&c.key)) {
+        let t = match target(&mut ops, sc, &sc.variables.expand_value(&c.key)) {
             Ok(t) => t,
             Err(reason) => {
-                w.message(&notice::skipping_cache_archiving(&reason));
+                ops.push(Op::Message(notice::skipping_cache_archiving(&reason)));
                 continue;
             }
         };
         if !policy(sc, c, &t.human)?.push {
-            w.message(&notice::not_uploading_cache(&t.human));
+            ops.push(Op::Message(notice::not_uploading_cache(&t.human)));
             continue;
         }
-        guard(w, sc.helper.program.as_deref(), "Creating cache", |w, p| {
-            w.message(&notice::creating_cache(&t.human));
+        ops.push(guard(sc.helper.program.as_deref(), "Creating cache", |p| {
             let (flag, value) = t.location.archive_flag();
             let max_size = sc.helper.cache.max_upload_size().map(|n| n.to_string());
-            let cmd = HelperCommand::new("cache-archive")
+            let command = HelperCommand::new("cache-archive")
                 .flag(flag, value)
                 .flags("path", &c.paths)
                 .switch("untracked", c.untracked)
                 .flag_opt("max-size", max_size.as_deref())
                 .flag("timeout", timeout(sc));
-            w.if_line(&cmd.line(p));
-            w.message(&notice::created_cache());
-            w.else_();
-            w.message(&notice::failed_to_create_cache());
-            w.end_if();
-        });
+            vec![
+                Op::Message(notice::creating_cache(&t.human)),
+                Op::Helper(Box::new(HelperStep {
+                    program: p.to_owned(),
+                    command,
+                    branches: Some(Branches {
+                        success: vec![Op::Message(notice::created_cache())],
+                        failure: vec![Op::Message(notice::failed_to_create_cache())],
+                    }),
+                })),
+            ]
+        }));
     }
-    Ok(())
+    Ok(StageOps { ops })
 }

@@ -2,7 +2,9 @@
 //! contract spells them: the program the executor names, the subcommand and its flags, and tokens in
 //! the environment of that one command, never as an argument (`ps` and pod specs show arguments).
 
-use crate::script::{BashWriter, escape};
+use crate::script::escape;
+use crate::stage_ops::Op;
+use glrunner_archive::Message;
 use glrunner_cache::CacheBackend;
 use glrunner_protocol::Secret;
 use std::fmt;
@@ -46,10 +48,23 @@ pub struct HelperCommand {
     env: Vec<(&'static str, Secret)>,
 }
 
+/// The subcommand and flag names, no values: a `--url` may be a presigned URL with its signature.
 impl fmt::Debug for HelperCommand {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown: Vec<&str> = self
+            .args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                if i < 2 || a.starts_with("--") {
+                    a.as_str()
+                } else {
+                    "…"
+                }
+            })
+            .collect();
         f.debug_struct("HelperCommand")
-            .field("args", &self.args)
+            .field("args", &shown)
             .field("env", &self.env.iter().map(|(k, _)| *k).collect::<Vec<_>>())
             .finish()
     }
@@ -112,6 +127,11 @@ impl HelperCommand {
         &self.args
     }
 
+    /// The variables set for this command only (secrets).
+    pub fn secrets(&self) -> impl Iterator<Item = (&'static str, &Secret)> {
+        self.env.iter().map(|(k, v)| (*k, v))
+    }
+
     /// The bash line: `NAME=value … <program> helper <subcommand> <args…>`, every word quoted.
     pub fn line(&self, program: &str) -> String {
         let mut line = String::new();
@@ -130,23 +150,19 @@ impl HelperCommand {
     }
 }
 
-/// Run `body` only when the helper can be started; otherwise warn that `action` is disabled, as
-/// gitlab-runner does when its helper binary is missing.
-pub(crate) fn guard(
-    w: &mut BashWriter,
-    program: Option<&str>,
-    action: &str,
-    body: impl FnOnce(&mut BashWriter, &str),
-) {
-    let Some(program) = program else {
-        w.warning(&format!("{action} is not supported by this executor."));
-        return;
-    };
-    w.if_cmd(&["command", "-v", program]);
-    body(w, program);
-    w.else_();
-    w.warning(&format!("Missing {program}. {action} is disabled."));
-    w.end_if();
+/// Steps that run only when the helper can be started; otherwise a warning that `action` is
+/// disabled, as gitlab-runner prints when its helper binary is missing.
+pub(crate) fn guard(program: Option<&str>, action: &str, body: impl FnOnce(&str) -> Vec<Op>) -> Op {
+    match program {
+        None => Op::Message(Message::warning(format!(
+            "{action} is not supported by this executor."
+        ))),
+        Some(program) => Op::IfProgram {
+            program: program.to_owned(),
+            action: action.to_owned(),
+            then: body(program),
+        },
+    }
 }
 
 #[cfg(test)]

@@ -306,7 +306,7 @@ impl JobRun<'_> {
 
         let stage = stage_named(&p.plan, "restore_cache")?;
         if stage.work == Work::Run {
-            let script = StageBody::script(scripts.restore_cache().map_err(JobError::script)?);
+            let script = scripts.restore_cache().map_err(JobError::script)?;
             self.run_attempts(
                 ex,
                 p,
@@ -320,7 +320,7 @@ impl JobRun<'_> {
 
         let stage = stage_named(&p.plan, "download_artifacts")?;
         if stage.work == Work::Run && self.can_transfer_artifacts(p, &stage) {
-            let script = StageBody::script(scripts.download_artifacts());
+            let script = scripts.download_artifacts();
             let attempts = p.settings.artifact_download_attempts;
             self.run_attempts(ex, p, &stage, &script, attempts, false)
                 .await?;
@@ -345,13 +345,8 @@ impl JobRun<'_> {
             .scripts(p)
             .archive_cache(failed)
             .map_err(JobError::script)?;
-        self.run_predefined(
-            ex,
-            stage,
-            StageBody::script(script),
-            self.finishing_limits(),
-        )
-        .await
+        self.run_predefined(ex, stage, script, self.finishing_limits())
+            .await
     }
 
     /// upload_artifacts_on_success or upload_artifacts_on_failure, if the job has artifacts for it.
@@ -370,7 +365,7 @@ impl JobRun<'_> {
         if !self.can_transfer_artifacts(p, stage) {
             return Ok(());
         }
-        let script = StageBody::script(self.scripts(p).upload_artifacts(failed));
+        let script = self.scripts(p).upload_artifacts(failed);
         self.run_predefined(ex, stage, script, self.finishing_limits())
             .await
     }

@@ -13,7 +13,7 @@ use crate::context::RunnerContext;
 use crate::helper::HelperSetup;
 use crate::paths::JobPaths;
 use crate::settings::JobSettings;
-use crate::stage_ops::{Op, StageOps};
+use crate::stage_ops::{Environment, Op, StageOps};
 use crate::variables::{Variables, is_valid_name};
 use glrunner_archive::{Level, Message};
 use glrunner_protocol::JobResponse;
@@ -71,6 +71,41 @@ pub fn escape(s: &str) -> String {
     }
     out.push('\'');
     out
+}
+
+/// A log line's colour and text, as gitlab-runner shows its level.
+fn styled(m: &Message) -> (&'static str, String) {
+    match m.level {
+        Level::Info => (ansi::RESET, m.text.clone()),
+        Level::Notice => (ansi::BOLD_GREEN, m.text.clone()),
+        Level::Warning => (ansi::YELLOW, format!("WARNING: {}", m.text)),
+        Level::Error => (ansi::BOLD_RED, format!("ERROR: {}", m.text)),
+    }
+}
+
+/// The bytes a script's `echo` of `m` prints ([`BashWriter::message`]).
+pub(crate) fn message_line(m: &Message) -> String {
+    let (colour, text) = styled(m);
+    format!("{colour}{text}{}\n", ansi::RESET)
+}
+
+/// Export every variable, then `GITLAB_ENV` and the `KEY=VALUE` lines earlier stages wrote to it
+/// (as gitlab-runner: one `export` per line; blank lines are skipped, and a last line without a
+/// newline counts).
+pub(crate) fn write_environment(
+    w: &mut BashWriter,
+    variables: &Variables,
+    gitlab_env: &str,
+    tmp_dir: &str,
+) {
+    w.exports(variables);
+    w.line(&format!("export GITLAB_ENV={}", escape(gitlab_env)));
+    w.mkdir(tmp_dir);
+    w.create_file(gitlab_env);
+    w.line(&format!(
+        "while read -r line || [ -n \"$line\" ]; do [ -z \"$line\" ] || export \"$line\"; done < {}",
+        escape(gitlab_env)
+    ));
 }
 
 /// How the skeleton around a script body is built.
@@ -310,12 +345,8 @@ impl BashWriter {
 
     /// A line of the job log, coloured by its level like gitlab-runner's.
     pub fn message(&mut self, m: &Message) {
-        match m.level {
-            Level::Info => self.print(&m.text),
-            Level::Notice => self.notice(&m.text),
-            Level::Warning => self.warning(&m.text),
-            Level::Error => self.error(&m.text),
-        }
+        let (colour, text) = styled(m);
+        self.echo(colour, &text);
     }
 
     /// A bold red `ERROR:` line in the job output.
@@ -472,19 +503,24 @@ impl ScriptContext<'_> {
         format!("{}/{GITLAB_ENV_FILE}", self.paths.tmp_dir)
     }
 
-    /// Export every variable, then `GITLAB_ENV` and the `KEY=VALUE` lines earlier stages wrote to it
-    /// (as gitlab-runner: one `export` per line; blank lines are skipped, and a last line without a
-    /// newline counts).
+    /// Export every variable and `GITLAB_ENV`'s lines ([`write_environment`]).
     pub fn write_exports(&self, w: &mut BashWriter) {
-        w.exports(self.variables);
-        let path = self.gitlab_env_path();
-        w.line(&format!("export GITLAB_ENV={}", escape(&path)));
-        w.mkdir(&self.paths.tmp_dir);
-        w.create_file(&path);
-        w.line(&format!(
-            "while read -r line || [ -n \"$line\" ]; do [ -z \"$line\" ] || export \"$line\"; done < {}",
-            escape(&path)
-        ));
+        write_environment(
+            w,
+            self.variables,
+            &self.gitlab_env_path(),
+            &self.paths.tmp_dir,
+        );
+    }
+
+    /// The step that sets up the job's environment and enters the project directory.
+    pub fn environment(&self) -> Op {
+        Op::Environment(Box::new(Environment {
+            variables: self.variables.clone(),
+            gitlab_env: self.gitlab_env_path(),
+            tmp_dir: self.paths.tmp_dir.clone(),
+            dir: self.paths.project_dir.clone(),
+        }))
     }
 
     /// A stage made only of simple steps: its script, and the steps themselves for an executor
@@ -523,31 +559,23 @@ impl ScriptContext<'_> {
     }
 
     /// restore_cache: extract each cache (or its fallbacks) with `glrunner helper cache-extract`.
-    pub fn restore_cache(&self) -> Result<String, ScriptError> {
-        let mut w = self.writer();
-        crate::cache::write_restore_cache(&mut w, self)?;
-        Ok(w.finish())
+    pub fn restore_cache(&self) -> Result<StageBody, ScriptError> {
+        Ok(self.body_of(crate::cache::restore_cache_ops(self)?))
     }
 
     /// download_artifacts: each dependency's archive with `glrunner helper artifacts-download`.
-    pub fn download_artifacts(&self) -> String {
-        let mut w = self.writer();
-        crate::artifacts::write_download_artifacts(&mut w, self);
-        w.finish()
+    pub fn download_artifacts(&self) -> StageBody {
+        self.body_of(crate::artifacts::download_artifacts_ops(self))
     }
 
     /// archive_cache or archive_cache_on_failure.
-    pub fn archive_cache(&self, job_failed: bool) -> Result<String, ScriptError> {
-        let mut w = self.writer();
-        crate::cache::write_archive_cache(&mut w, self, job_failed)?;
-        Ok(w.finish())
+    pub fn archive_cache(&self, job_failed: bool) -> Result<StageBody, ScriptError> {
+        Ok(self.body_of(crate::cache::archive_cache_ops(self, job_failed)?))
     }
 
     /// upload_artifacts_on_success or upload_artifacts_on_failure.
-    pub fn upload_artifacts(&self, job_failed: bool) -> String {
-        let mut w = self.writer();
-        crate::artifacts::write_upload_artifacts(&mut w, self, job_failed);
-        w.finish()
+    pub fn upload_artifacts(&self, job_failed: bool) -> StageBody {
+        self.body_of(crate::artifacts::upload_artifacts_ops(self, job_failed))
     }
 
     /// One user step: exports, `cd` into the project, `pre_build_script`, the step's commands,

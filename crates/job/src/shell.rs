@@ -16,7 +16,7 @@ use crate::executor::{
     Executor, ExecutorError, ExecutorFuture, PrepareOptions, StageExit, StageScript,
 };
 use crate::paths::JobPaths;
-use crate::stage_ops::StageOps;
+use crate::stage_ops::{Ending, HelperCall, HelperEnd, Host};
 use glrunner_protocol::JobResponse;
 use glrunner_protocol::request::FeaturesInfo;
 use glrunner_trace::{Trace, format};
@@ -124,6 +124,8 @@ pub struct ShellExecutor {
     drain: Duration,
     work_dir: Option<PathBuf>,
     env_removed: Vec<String>,
+    /// Carry out stages made of simple steps without bash.
+    stage_ops: bool,
     /// Fixed paths instead of the builds-dir layout (`glrunner exec` runs in the project itself).
     paths: Option<JobPaths>,
     prepared: Option<Prepared>,
@@ -143,6 +145,7 @@ impl ShellExecutor {
             drain: DEFAULT_DRAIN_PERIOD,
             work_dir: None,
             env_removed: DEFAULT_ENV_REMOVED.iter().map(|s| s.to_string()).collect(),
+            stage_ops: true,
             paths: None,
             prepared: None,
         }
@@ -185,6 +188,13 @@ impl ShellExecutor {
         names: I,
     ) -> Self {
         self.env_removed.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Whether stages made only of simple steps (see [`crate::stage_ops`]) are carried out without
+    /// bash (the default) or run as their scripts like every other stage.
+    pub fn with_stage_ops(mut self, on: bool) -> Self {
+        self.stage_ops = on;
         self
     }
 
@@ -232,72 +242,84 @@ impl ShellExecutor {
         cancel: &CancellationToken,
         trace: &Trace,
     ) -> Result<StageExit, ShellError> {
-        let stage = script.stage.clone();
+        let stage = script.stage.as_str();
         let prepared = self
             .prepared
             .as_ref()
-            .ok_or_else(|| ShellError::NotPrepared(stage.clone()))?;
-        if let Some(ops) = script.ops.clone().filter(StageOps::can_run_here) {
-            // Simple steps on this machine need no shell. They are short (a copy of a checkout at
-            // most), so they run to their end even when the job is canceled meanwhile.
-            let (code, output) = tokio::task::spawn_blocking(move || {
-                let mut output = Vec::new();
-                let code = ops.run_here(&mut output);
-                (code, output)
-            })
-            .await
-            .map_err(|e| ShellError::Wait {
-                stage: stage.clone(),
-                source: io::Error::other(e.to_string()),
-            })?;
-            trace.write(&output);
-            return Ok(StageExit::Exited(code));
+            .ok_or_else(|| ShellError::NotPrepared(stage.to_owned()))?;
+        if self.stage_ops
+            && let Some(ops) = script.ops.as_ref().filter(|o| o.can_run_here())
+        {
+            // Simple steps need no shell: files are handled here and helper calls are started
+            // directly, stopped on cancel as a script would be.
+            let mut host = ShellHost {
+                ex: self,
+                stage,
+                cancel,
+                trace,
+            };
+            return Ok(
+                match ops.carry_out(&prepared.builds_dir, &mut host).await? {
+                    Ending::Exited(code) => StageExit::Exited(code),
+                    Ending::Canceled => StageExit::Canceled,
+                },
+            );
         }
-        let path = prepared.scripts.path().join(script_file_name(&stage));
+        let path = prepared.scripts.path().join(script_file_name(stage));
         write_private(&path, script.script.as_bytes())
             .await
             .map_err(|source| ShellError::ScriptWrite {
-                stage: stage.clone(),
+                stage: stage.to_owned(),
                 path: path.clone(),
                 source,
             })?;
 
-        let (reader, writer) = io::pipe().map_err(|source| ShellError::Pipe {
-            stage: stage.clone(),
-            source,
-        })?;
-        let mut child = {
-            let pipe_err = |source| ShellError::Pipe {
-                stage: stage.clone(),
+        let mut cmd = tokio::process::Command::new(&self.bash);
+        cmd.arg("--noprofile")
+            .arg("--norc")
+            .arg(&path)
+            .current_dir(&prepared.builds_dir);
+        for name in &self.env_removed {
+            cmd.env_remove(name);
+        }
+        let (child, output) = start_group(cmd).map_err(|e| match e {
+            StartError::Pipe(source) => ShellError::Pipe {
+                stage: stage.to_owned(),
                 source,
-            };
-            let stdout = writer.try_clone().map_err(pipe_err)?;
-            let mut cmd = tokio::process::Command::new(&self.bash);
-            cmd.arg("--noprofile")
-                .arg("--norc")
-                .arg(&path)
-                .current_dir(&prepared.builds_dir)
-                .stdin(Stdio::null())
-                .stdout(Stdio::from(stdout))
-                .stderr(Stdio::from(writer))
-                .process_group(0)
-                .kill_on_drop(false);
-            for name in &self.env_removed {
-                cmd.env_remove(name);
-            }
-            cmd.spawn().map_err(|source| ShellError::Spawn {
+            },
+            StartError::Spawn(source) => ShellError::Spawn {
                 bash: self.bash.display().to_string(),
-                stage: stage.clone(),
+                stage: stage.to_owned(),
                 source,
-            })?
-            // `cmd` drops here, closing our copies of the pipe's write end: EOF comes when the script
-            // and everything it started have closed theirs.
-        };
+            },
+        })?;
+        Ok(
+            match self
+                .follow_group(child, output, stage, cancel, trace)
+                .await?
+            {
+                GroupEnd::Exited(status) => StageExit::Exited(exit_code(status)),
+                GroupEnd::Canceled => StageExit::Canceled,
+            },
+        )
+    }
+
+    /// Stream a started group's output into the trace until its leader exited and the output is
+    /// closed (or held open past the drain period); on cancel, SIGTERM the group, SIGKILL it after the
+    /// grace period and wait until it is gone.
+    async fn follow_group(
+        &self,
+        mut child: tokio::process::Child,
+        reader: io::PipeReader,
+        stage: &str,
+        cancel: &CancellationToken,
+        trace: &Trace,
+    ) -> Result<GroupEnd, ShellError> {
         let pgid = child.id().map(|id| id as i32);
         let mut output = Some(
             pipe::Receiver::from_owned_fd(OwnedFd::from(reader)).map_err(|source| {
                 ShellError::Pipe {
-                    stage: stage.clone(),
+                    stage: stage.to_owned(),
                     source,
                 }
             })?,
@@ -324,7 +346,7 @@ impl ShellExecutor {
                     }
                 },
                 waited = child.wait(), if status.is_none() => {
-                    status = Some(waited.map_err(|source| ShellError::Wait { stage: stage.clone(), source })?);
+                    status = Some(waited.map_err(|source| ShellError::Wait { stage: stage.to_owned(), source })?);
                     drain_until = Some(Instant::now() + self.drain);
                 }
                 _ = cancel.cancelled(), if !stopping => {
@@ -368,13 +390,92 @@ impl ShellExecutor {
         }
 
         if stopping {
-            return Ok(StageExit::Canceled);
+            return Ok(GroupEnd::Canceled);
         }
         let status = status.ok_or_else(|| ShellError::Wait {
-            stage: stage.clone(),
+            stage: stage.to_owned(),
             source: io::Error::other("the script's exit status was lost"),
         })?;
-        Ok(StageExit::Exited(exit_code(status)))
+        Ok(GroupEnd::Exited(status))
+    }
+}
+
+/// How a process group the executor started ended.
+enum GroupEnd {
+    Exited(ExitStatus),
+    Canceled,
+}
+
+enum StartError {
+    Pipe(io::Error),
+    Spawn(io::Error),
+}
+
+/// Start `cmd` as the leader of its own process group, stdin /dev/null, stdout and stderr merged into
+/// one pipe (so output keeps its order); returns the child and the pipe's read end.
+fn start_group(
+    mut cmd: tokio::process::Command,
+) -> Result<(tokio::process::Child, io::PipeReader), StartError> {
+    let (reader, writer) = io::pipe().map_err(StartError::Pipe)?;
+    let stdout = writer.try_clone().map_err(StartError::Pipe)?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(writer))
+        .process_group(0)
+        .kill_on_drop(false);
+    let child = cmd.spawn().map_err(StartError::Spawn)?;
+    // `cmd` drops here, closing our copies of the pipe's write end: EOF comes when the process and
+    // everything it started have closed theirs.
+    drop(cmd);
+    Ok((child, reader))
+}
+
+/// Carries out a stage's simple steps for the shell executor: output to the trace, helper calls as
+/// process groups of their own with the environment a script would give them.
+struct ShellHost<'a> {
+    ex: &'a ShellExecutor,
+    stage: &'a str,
+    cancel: &'a CancellationToken,
+    trace: &'a Trace,
+}
+
+impl Host for ShellHost<'_> {
+    type Error = ShellError;
+
+    fn print(&mut self, bytes: &[u8]) {
+        self.trace.write(bytes);
+    }
+
+    async fn run_helper(&mut self, call: HelperCall<'_>) -> Result<HelperEnd, ShellError> {
+        if self.cancel.is_cancelled() {
+            return Ok(HelperEnd::Canceled);
+        }
+        let mut cmd = tokio::process::Command::new(call.program);
+        cmd.args(call.args).current_dir(call.dir);
+        for name in &self.ex.env_removed {
+            cmd.env_remove(name);
+        }
+        for (name, value) in call.env {
+            cmd.env(name, value);
+        }
+        let (child, output) = match start_group(cmd) {
+            Ok(started) => started,
+            Err(StartError::Spawn(e)) => return Ok(HelperEnd::NotStarted(e)),
+            Err(StartError::Pipe(source)) => {
+                return Err(ShellError::Pipe {
+                    stage: self.stage.to_owned(),
+                    source,
+                });
+            }
+        };
+        let end = self
+            .ex
+            .follow_group(child, output, self.stage, self.cancel, self.trace)
+            .await?;
+        Ok(match end {
+            GroupEnd::Exited(status) => HelperEnd::Exited(exit_code(status)),
+            GroupEnd::Canceled => HelperEnd::Canceled,
+        })
     }
 }
 
