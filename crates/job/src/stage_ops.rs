@@ -1062,4 +1062,91 @@ mod tests {
             "{text}"
         );
     }
+    #[tokio::test]
+    async fn helper_steps_keep_the_token_in_the_environment_and_match_the_script() {
+        use crate::helper::JOB_TOKEN_ENV;
+        use glrunner_protocol::{JobVariable, Secret};
+        const TOKEN: &str = "glcbt-64_unitt0ken";
+        let tmp = tempfile::tempdir().unwrap();
+        let program = tmp.path().join("helper");
+        fs::write(
+            &program,
+            "#!/bin/sh\necho \"args=$* token=$GLRUNNER_JOB_TOKEN ci=$CI_JOB_TOKEN from=$FROM_ENV pwd=$(pwd)\"\nexit \"$2\"\n",
+        )
+        .unwrap();
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+        let program = program.display().to_string();
+        let project = tmp.path().join("project");
+        fs::create_dir_all(&project).unwrap();
+        let tmp_dir = tmp.path().join("project.tmp").display().to_string();
+        let mut variables = Variables::new();
+        variables.push(JobVariable {
+            masked: true,
+            ..JobVariable::new("CI_JOB_TOKEN", TOKEN)
+        });
+        let ops = |code: &str| StageOps {
+            ops: vec![
+                Op::Environment(Box::new(Environment {
+                    variables: variables.clone(),
+                    gitlab_env: format!("{tmp_dir}/env"),
+                    tmp_dir: tmp_dir.clone(),
+                    dir: project.display().to_string(),
+                })),
+                Op::IfProgram {
+                    program: program.clone(),
+                    action: "Testing".into(),
+                    then: vec![Op::Helper(Box::new(HelperStep {
+                        program: program.clone(),
+                        command: HelperCommand::new(code).env(JOB_TOKEN_ENV, &Secret::new(TOKEN)),
+                        branches: Some(Branches {
+                            success: vec![Op::Notice("ok".into())],
+                            failure: vec![Op::Message(Message::warning("failed"))],
+                        }),
+                    }))],
+                },
+                Op::IfProgram {
+                    program: "/nonexistent/glrunner".into(),
+                    action: "Testing".into(),
+                    then: vec![Op::Notice("never".into())],
+                },
+                Op::Helper(Box::new(HelperStep {
+                    program: program.clone(),
+                    command: HelperCommand::new(code),
+                    branches: None,
+                })),
+                Op::Notice("after".into()),
+            ],
+        };
+        fs::create_dir_all(&tmp_dir).unwrap();
+        fs::write(format!("{tmp_dir}/env"), "FROM_ENV=gitlab env\n").unwrap();
+        for code in ["0", "3"] {
+            let ops = ops(code);
+            let debug = format!("{ops:?}");
+            assert!(!debug.contains(TOKEN), "{debug}");
+            let mut w = BashWriter::default();
+            ops.write(&mut w);
+            let out = Command::new("bash")
+                .args(["--noprofile", "--norc", "-c", &w.finish()])
+                .output()
+                .unwrap();
+            let (native_code, printed) = ops.run_here().await;
+            assert_eq!(Some(native_code), out.status.code(), "exit code {code}");
+            assert_eq!(
+                String::from_utf8_lossy(&printed),
+                String::from_utf8_lossy(&out.stdout)
+            );
+            let text = String::from_utf8(printed).unwrap();
+            assert!(
+                text.contains(&format!(
+                    "args=helper {code} token={TOKEN} ci={TOKEN} from=gitlab env pwd={}",
+                    project.display()
+                )),
+                "{text}"
+            );
+            assert!(text.contains("WARNING: Missing /nonexistent/glrunner. Testing is disabled."));
+            assert!(!text.contains("never"));
+            assert_eq!(text.contains("after"), code == "0", "errexit: {text}");
+            assert_eq!(text.contains("WARNING: failed"), code != "0", "{text}");
+        }
+    }
 }

@@ -257,7 +257,9 @@ log='{d}/calls.log'
   for a in "$@"; do printf ' [%s]' "$a"; done
   printf ' TOKEN=[%s] CWD=[%s] FROM_STEP=[%s]\n' "${{GLRUNNER_JOB_TOKEN:-}}" "$PWD" "${{FROM_STEP:-}}"
 }} >> "$log"
+printf 'ENV SETTINGS=[%s] GITLAB_ENV=[%s] DEPS_DIR=[%s] HOME=[%s]\n' "$(if [ -n "${{SETTINGS_FILE:-}}" ]; then cat "$SETTINGS_FILE"; fi)" "${{GITLAB_ENV:-}}" "${{DEPS_DIR:-}}" "${{HOME+set}}" >> '{d}/env.log'
 sub="$2"
+if [ -f '{d}/block-'"$sub" ]; then echo "$$" > '{d}/pid-'"$sub"; echo "blocking in $sub"; exec sleep 600; fi
 count='{d}/count-'"$sub"
 n=$(( $(cat "$count" 2>/dev/null || echo 0) + 1 ))
 echo "$n" > "$count"
@@ -294,6 +296,20 @@ exit 0
             .lines()
             .map(str::to_owned)
             .collect()
+    }
+
+    /// What each call saw of its environment, one line each.
+    pub fn env_log(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("env.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Make `subcommand` print `blocking in <subcommand>` and block (its PID in `pid-<subcommand>`).
+    pub fn block(&self, subcommand: &str) {
+        std::fs::write(self.dir.join(format!("block-{subcommand}")), "").expect("block file");
     }
 
     /// Make `subcommand` fail: every call (`None`) or the first `n`.
