@@ -1,7 +1,8 @@
 //! The shell executor: each stage script runs as a local `bash --noprofile --norc <script file>` in its
 //! own process group (a stage made only of simple steps, see [`crate::stage_ops`], is carried out
-//! without a shell), with stdout and stderr merged into one pipe (so output keeps its order) that is
-//! read with a small buffer straight into the trace.
+//! without a shell: its `glrunner helper` calls are started directly, each in its own process group
+//! and followed by the same code as a script), with stdout and stderr merged into one pipe (so output
+//! keeps its order) that is read with a small buffer straight into the trace.
 //!
 //! Scripts are written to a private temp dir (mode 0700, files 0600: they hold the job's secrets) that
 //! `cleanup` removes. Stopping a stage sends SIGTERM to its process group, then SIGKILL after the grace

@@ -201,18 +201,6 @@ impl StageOps {
         !self.ops.contains(&Op::RunningOn) || host_name().is_some()
     }
 
-    /// Whether a step calls the helper.
-    pub fn calls_helper(&self) -> bool {
-        fn any(ops: &[Op]) -> bool {
-            ops.iter().any(|op| match op {
-                Op::Helper(_) => true,
-                Op::IfProgram { then, .. } => any(then),
-                _ => false,
-            })
-        }
-        any(&self.ops)
-    }
-
     /// Carry the steps out on this machine, starting in `dir` (where the stage's script would start),
     /// with the job output and helper calls going through `host`. On the first step that fails, an
     /// `ERROR:` line says what and why, and the stage's exit code is 1.
