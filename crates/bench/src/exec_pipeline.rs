@@ -264,12 +264,17 @@ fn render(args: &Args, gcl_version: &str, ours: &[Sample], theirs: &[Sample]) ->
     let memory = mb(o.peak_rss) / mb(t.peak_rss).max(0.001);
     let mut out = String::new();
     out.push_str("## `glrunner exec` next to gitlab-ci-local, 20-job pipeline, shell executor\n\n");
+    let (profile, flag) = if cfg!(debug_assertions) {
+        ("debug", "")
+    } else {
+        ("release", " --release")
+    };
     out.push_str(&format!(
-        "Command: `cargo build -p glrunner -p glrunner-bench && GITLAB_CI_LOCAL=<path> ./target/debug/glrunner-bench exec-pipeline --runs {}`  \n",
+        "Command: `cargo build{flag} -p glrunner -p glrunner-bench && GITLAB_CI_LOCAL=<path> ./target/{profile}/glrunner-bench exec-pipeline --runs {}`  \n",
         args.runs
     ));
     out.push_str(&format!(
-        "Machine: {}  \nDate: {}  \nBuild: glrunner debug build, gitlab-ci-local {gcl_version} on Node {}\n\n",
+        "Machine: {}  \nDate: {}  \nBuild: glrunner {profile} build, gitlab-ci-local {gcl_version} on Node {}\n\n",
         machine::describe(),
         machine::today(),
         node_version()
@@ -294,12 +299,14 @@ fn render(args: &Args, gcl_version: &str, ours: &[Sample], theirs: &[Sample]) ->
         memory * 100.0
     ));
     out.push_str(
-        "\nThe two do different work per job. glrunner runs each job as gitlab-runner's shell executor does: \
-         every stage as its own bash script, a fresh checkout (git fetch, checkout and clean of a snapshot of \
-         the working tree), and `glrunner helper` for each cache and artifact transfer, one job at a time. \
-         gitlab-ci-local's shell executor runs each job's script in the project directory itself, the jobs of a \
-         stage at once, and copies artifacts with rsync. docs/exec-compatibility.md counts the processes each \
-         starts and says what the difference buys.\n",
+        "\nThe two do different work per job. glrunner runs each job as gitlab-runner's shell executor does, in \
+         a checkout of its own (a copy of one checkout of a snapshot of the working tree, made once per run), \
+         with every stage in order: the user's scripts as bash scripts, and the stages made only of simple steps \
+         (preparation, the checkout copy, cache and artifact transfers through `glrunner helper`, clean-up) \
+         carried out by the executor without bash; as many jobs at once as there are cores, each as soon as the \
+         jobs it needs are done. gitlab-ci-local's shell executor runs each job's script in the project \
+         directory itself, the jobs of a stage at once, and copies artifacts with rsync. \
+         docs/exec-compatibility.md counts the processes each starts and says what the difference buys.\n",
     );
     out
 }
