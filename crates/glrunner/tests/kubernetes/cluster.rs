@@ -15,7 +15,6 @@ pub const BUILD_IMAGE: &str = "docker.io/library/debian:12";
 pub const JOB_NS: &str = "ci-jobs";
 pub const MANAGER_NS: &str = "ci-system";
 
-
 /// `[runners.kubernetes]` of the tests.
 pub fn config() -> KubernetesConfig {
     KubernetesConfig {
@@ -71,7 +70,9 @@ pub async fn start(kubelet: KubeletOptions, grant: bool) -> Option<KubeEnv> {
         eprintln!("skipped: containers cannot run here ({why})");
         return None;
     }
-    cluster.apply_yaml(glrunner_apiserver::TWO_NAMESPACE_INSTALL).expect("namespaces");
+    cluster
+        .apply_yaml(glrunner_apiserver::TWO_NAMESPACE_INSTALL)
+        .expect("namespaces");
     if grant {
         cluster.apply_yaml(&role_yaml(&config())).expect("role");
     }

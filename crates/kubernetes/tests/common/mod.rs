@@ -9,7 +9,6 @@ use glrunner_kubernetes::connection::{ConnectOptions, Connection, connect};
 use glrunner_kubernetes::permissions::{self, rbac};
 use std::path::PathBuf;
 
-
 pub fn ci_jobs() -> KubernetesConfig {
     KubernetesConfig {
         namespace: Some("ci-jobs".into()),
@@ -47,7 +46,9 @@ pub async fn env(grant: bool) -> Env {
     let server = ApiServer::start(Options::default())
         .await
         .expect("start the API test server");
-    server.apply_yaml(glrunner_apiserver::TWO_NAMESPACE_INSTALL).expect("namespaces");
+    server
+        .apply_yaml(glrunner_apiserver::TWO_NAMESPACE_INSTALL)
+        .expect("namespaces");
     if grant {
         server.apply_yaml(&role_yaml(&ci_jobs())).expect("role");
     }
