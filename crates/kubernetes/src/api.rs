@@ -274,6 +274,14 @@ impl Kube {
         &self.client
     }
 
+    /// Whether the configuration needs (so the generated Role grants) this call; parts that are
+    /// optional (the sweep of budgets) ask before making it.
+    pub fn configured(&self, group: &str, resource: &str, verb: Verb) -> bool {
+        self.shared.grants.iter().any(|p| {
+            p.group == group && p.resource == resource && p.subresource.is_empty() && p.verb == verb
+        })
+    }
+
     /// Calls made so far, by `resource[/subresource] verb` (every try counts).
     pub fn counts(&self) -> BTreeMap<String, u64> {
         self.shared

@@ -15,6 +15,8 @@ pub struct Context {
     pub namespace: String,
     /// Where the manager itself runs, if known (the usual source of a Secret to copy).
     pub home_namespace: Option<String>,
+    /// `pod_disruption_budget = true`: the pod has a budget, so an eviction got past it.
+    pub budget: bool,
 }
 
 /// Something about the pod that ends the job.
@@ -139,28 +141,20 @@ pub fn failure(state: &PodState, ctx: &Context) -> Option<PodFailure> {
     let pod = state.pod.as_deref()?;
     let name = pod.metadata.name.clone().unwrap_or_default();
     let at = format!("{}/{name}", ctx.namespace);
-    if state.deleted {
-        return Some(PodFailure::new(
-            FailureReason::RunnerSystemFailure,
-            format!(
-                "the job's pod {at} was deleted while the job ran\n  cause: something other than glrunner deleted \
-                 it (kubectl delete, a node drain, a cleanup job)\n  fix: do not delete runner pods while their \
-                 jobs run; retry the job"
-            ),
-        ));
-    }
     let status = pod.status.as_ref();
     let reason = status.and_then(|s| s.reason.clone()).unwrap_or_default();
     let message = status.and_then(|s| s.message.clone()).unwrap_or_default();
     let phase = status.and_then(|s| s.phase.clone()).unwrap_or_default();
-    // An evicted pod's containers were killed: the eviction is the cause.
+    // An evicted pod's containers were killed: the eviction is the cause. Who disrupted a pod
+    // explains its deletion better than the deletion itself, so these come first.
     if reason == "Evicted" {
         return Some(PodFailure::new(
             FailureReason::RunnerSystemFailure,
             format!(
-                "the job's pod {at} was evicted by its node: {message}\n  cause: the node ran short of memory or disk, \
-                 or was drained\n  fix: give the job requests that match what it uses (`memory_request`, \
-                 `ephemeral_storage_request` in [runners.kubernetes]) so it lands on a node with room, then retry it"
+                "the job's pod {at} was evicted by its node: {message}\n  cause: the node ran short of memory, disk or \
+                 process IDs (node-pressure eviction, which PodDisruptionBudgets do not prevent)\n  fix: give the job \
+                 requests that match what it uses (`memory_request`, `ephemeral_storage_request` in \
+                 [runners.kubernetes]) so it lands on a node with room, then retry it"
             ),
         ));
     }
@@ -180,11 +174,21 @@ pub fn failure(state: &PodState, ctx: &Context) -> Option<PodFailure> {
     if let Some(c) = disrupted {
         return Some(PodFailure::new(
             FailureReason::RunnerSystemFailure,
+            disruption_message(
+                &at,
+                c.reason.as_deref().unwrap_or_default(),
+                c.message.as_deref().unwrap_or_default(),
+                ctx,
+            ),
+        ));
+    }
+    if state.deleted {
+        return Some(PodFailure::new(
+            FailureReason::RunnerSystemFailure,
             format!(
-                "the job's pod {at} is being disrupted ({}: {})\n  cause: eviction, preemption or a node drain\n  \
-                 fix: retry the job; protect job pods with `pod_disruption_budget = true` in [runners.kubernetes]",
-                c.reason.clone().unwrap_or_default(),
-                c.message.clone().unwrap_or_default()
+                "the job's pod {at} was deleted while the job ran\n  cause: something other than glrunner deleted \
+                 it (kubectl delete, a node drain, a cleanup job)\n  fix: do not delete runner pods while their \
+                 jobs run; retry the job"
             ),
         ));
     }
@@ -233,6 +237,65 @@ pub fn failure(state: &PodState, ctx: &Context) -> Option<PodFailure> {
         }
     }
     None
+}
+
+/// Why a pod with the `DisruptionTarget` condition is going away, by the condition's `reason` (who
+/// disrupted it), with the fix for that cause.
+pub fn disruption_message(at: &str, reason: &str, message: &str, ctx: &Context) -> String {
+    let head = format!("the job's pod {at} is being disrupted ({reason}: {message})");
+    let (cause, fix) = match reason {
+        "EvictionByEvictionAPI" if ctx.budget => (
+            "it was evicted through the Eviction API although its PodDisruptionBudget forbids it (the budget \
+             was deleted, or the eviction was forced by a tool that ignores budgets)"
+                .to_owned(),
+            "find who evicts job pods (`kubectl get events -A --field-selector reason=Evicted`) and make it \
+             respect PodDisruptionBudgets; then retry the job"
+                .to_owned(),
+        ),
+        "EvictionByEvictionAPI" => (
+            "a node drain (`kubectl drain`) or an autoscaler (Cluster Autoscaler, Karpenter) evicted it through \
+             the Eviction API"
+                .to_owned(),
+            "set `pod_disruption_budget = true` in [runners.kubernetes] so evictions wait for the job, or add the \
+             annotation `\"cluster-autoscaler.kubernetes.io/safe-to-evict\" = \"false\"` to `pod_annotations`; then \
+             retry the job"
+                .to_owned(),
+        ),
+        "PreemptionByScheduler" => (
+            "the scheduler preempted it to make room for a pod with a higher priority".to_owned(),
+            "give job pods a PriorityClass that such pods do not outrank with `priority_class_name` in \
+             [runners.kubernetes], or add capacity; then retry the job"
+                .to_owned(),
+        ),
+        "DeletionByTaintManager" => (
+            "its node got a NoExecute taint the pod does not tolerate (the node became not ready or unreachable, \
+             or was tainted for maintenance)"
+                .to_owned(),
+            "check the node (`kubectl describe node`); if job pods should stay on such nodes, tolerate the taint \
+             with `node_tolerations` in [runners.kubernetes] (for example `\"node.kubernetes.io/unreachable\" = \
+             \"NoExecute\"`); then retry the job"
+                .to_owned(),
+        ),
+        "TerminationByKubelet" => (
+            "its node's kubelet stopped it: the node ran short of memory, disk or process IDs (node-pressure \
+             eviction, which PodDisruptionBudgets do not prevent) or is shutting down"
+                .to_owned(),
+            "give the job requests that match what it uses (`memory_request`, `ephemeral_storage_request` in \
+             [runners.kubernetes]) so it lands on a node with room; then retry the job"
+                .to_owned(),
+        ),
+        "DeletionByPodGC" => (
+            "the pod garbage collector removed it because its node is gone".to_owned(),
+            "retry the job; if nodes are removed while jobs run, see why (autoscaler scale-down, spot \
+             instances)"
+                .to_owned(),
+        ),
+        _ => (
+            "Kubernetes is removing it (an eviction, a preemption or node maintenance)".to_owned(),
+            "retry the job; `kubectl get events` in the job namespace says who removed it".to_owned(),
+        ),
+    };
+    format!("{head}\n  cause: {cause}\n  fix: {fix}")
 }
 
 /// `secret "x" not found` or `configmap "x" not found` in a kubelet message.
@@ -565,6 +628,7 @@ mod tests {
             &Context {
                 namespace: "ci-jobs".into(),
                 home_namespace: Some("ci-system".into()),
+                budget: false,
             },
             "d",
         );
@@ -573,5 +637,153 @@ mod tests {
                 && text.contains("kubectl -n ci-jobs apply -f -"),
             "{text}"
         );
+    }
+
+    fn disrupted_pod(reason: &str, message: &str, deleted: bool) -> PodState {
+        use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+        let pod = Pod {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("runner-x".into()),
+                ..Default::default()
+            },
+            status: Some(PodStatus {
+                phase: Some("Running".into()),
+                conditions: Some(vec![PodCondition {
+                    type_: "DisruptionTarget".into(),
+                    status: "True".into(),
+                    reason: Some(reason.into()),
+                    message: Some(message.into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        PodState {
+            pod: Some(std::sync::Arc::new(pod)),
+            deleted,
+            ..PodState::default()
+        }
+    }
+
+    fn ctx(budget: bool) -> Context {
+        Context {
+            namespace: "ci-jobs".into(),
+            home_namespace: None,
+            budget,
+        }
+    }
+
+    /// The failure of a pod disrupted for `reason`, as the job log shows it.
+    fn explained(reason: &str, budget: bool) -> String {
+        let f = failure(&disrupted_pod(reason, "why", false), &ctx(budget)).expect("a failure");
+        assert_eq!(f.reason, FailureReason::RunnerSystemFailure);
+        f.message
+    }
+
+    #[test]
+    fn an_eviction_api_call_names_drains_and_autoscalers_and_both_fixes() {
+        let m = explained("EvictionByEvictionAPI", false);
+        assert!(
+            m.contains("is being disrupted (EvictionByEvictionAPI: why)"),
+            "{m}"
+        );
+        assert!(
+            m.contains("kubectl drain") && m.contains("Karpenter"),
+            "{m}"
+        );
+        assert!(m.contains("`pod_disruption_budget = true`"), "{m}");
+        assert!(
+            m.contains("\"cluster-autoscaler.kubernetes.io/safe-to-evict\" = \"false\"")
+                && m.contains("`pod_annotations`"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn an_eviction_past_the_jobs_budget_does_not_suggest_a_budget_again() {
+        let m = explained("EvictionByEvictionAPI", true);
+        assert!(
+            m.contains("although its PodDisruptionBudget forbids it"),
+            "{m}"
+        );
+        assert!(!m.contains("`pod_disruption_budget = true`"), "{m}");
+    }
+
+    #[test]
+    fn a_preemption_names_priority_class_name() {
+        let m = explained("PreemptionByScheduler", false);
+        assert!(m.contains("higher priority"), "{m}");
+        assert!(m.contains("`priority_class_name`"), "{m}");
+        assert!(!m.contains("pod_disruption_budget"), "{m}");
+    }
+
+    #[test]
+    fn a_taint_eviction_names_node_tolerations() {
+        let m = explained("DeletionByTaintManager", false);
+        assert!(m.contains("NoExecute taint"), "{m}");
+        assert!(m.contains("`node_tolerations`"), "{m}");
+        assert!(!m.contains("pod_disruption_budget"), "{m}");
+    }
+
+    #[test]
+    fn a_kubelet_termination_names_requests_and_not_a_budget() {
+        let m = explained("TerminationByKubelet", false);
+        assert!(m.contains("node-pressure eviction"), "{m}");
+        assert!(m.contains("`memory_request`"), "{m}");
+        assert!(!m.contains("pod_disruption_budget = true"), "{m}");
+    }
+
+    #[test]
+    fn a_pod_gc_deletion_and_unknown_reasons_get_their_own_text() {
+        let m = explained("DeletionByPodGC", false);
+        assert!(m.contains("its node is gone"), "{m}");
+        let m = explained("SomethingNew", false);
+        assert!(
+            m.contains("(SomethingNew: why)")
+                && m.contains("an eviction, a preemption or node maintenance"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn the_disruption_explains_a_deletion_that_followed_it() {
+        let f = failure(
+            &disrupted_pod("EvictionByEvictionAPI", "Eviction API: evicting", true),
+            &ctx(false),
+        )
+        .expect("a failure");
+        assert!(f.message.contains("EvictionByEvictionAPI"), "{}", f.message);
+        assert!(
+            !f.message.contains("was deleted while the job ran"),
+            "{}",
+            f.message
+        );
+    }
+
+    #[test]
+    fn node_pressure_eviction_does_not_suggest_a_budget() {
+        use k8s_openapi::api::core::v1::PodStatus;
+        let pod = Pod {
+            status: Some(PodStatus {
+                phase: Some("Failed".into()),
+                reason: Some("Evicted".into()),
+                message: Some("The node was low on resource: memory.".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let state = PodState {
+            pod: Some(std::sync::Arc::new(pod)),
+            ..PodState::default()
+        };
+        let m = failure(&state, &ctx(false)).expect("a failure").message;
+        assert!(
+            m.contains("was evicted by its node: The node was low on resource: memory."),
+            "{m}"
+        );
+        assert!(m.contains("PodDisruptionBudgets do not prevent"), "{m}");
+        assert!(!m.contains("pod_disruption_budget = true"), "{m}");
+        assert!(m.contains("`memory_request`"), "{m}");
     }
 }

@@ -13,8 +13,11 @@
 //!   attach is opened again and the line re-sent (the launcher ignores a second start). Before a
 //!   broken connection is reported, the pod's real state is read, and a dead pod is reported as what
 //!   killed it. Cancel stops the stage's process group (TERM, then KILL after a grace period).
-//! - `cleanup` deletes the pod (its Secrets and Services go with it through their owner reference, or
-//!   explicitly when that was not set) on every path, bounded by `cleanup_resources_timeout`.
+//!   With `pod_disruption_budget = true`, a PodDisruptionBudget owned by the pod is created right
+//!   after it (one request), so drains and autoscalers cannot evict the pod mid-job.
+//! - `cleanup` deletes the pod (its Secrets, Services and budget go with it through their owner
+//!   reference, or explicitly when that was not set for the Secrets and Services) on every path,
+//!   bounded by `cleanup_resources_timeout`.
 
 use crate::api::{Kube, KubeError};
 use crate::connection::Connection;
@@ -34,6 +37,7 @@ use glrunner_protocol::request::FeaturesInfo;
 use glrunner_protocol::{FailureReason, JobResponse};
 use glrunner_trace::{Trace, format};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{AttachParams, DeleteParams, PropagationPolicy};
 use std::collections::BTreeMap;
@@ -332,6 +336,7 @@ impl KubernetesExecutor {
         let dctx = diagnose::Context {
             namespace: plan.namespace.clone(),
             home_namespace: cluster.home_namespace.clone(),
+            budget: config.pod_disruption_budget == Some(true),
         };
         let job = self.job.insert(Box::new(JobPod {
             cluster: cluster.clone(),
@@ -489,6 +494,7 @@ impl JobPod {
                 .map_err(kube_error)?;
             let uid = pod.metadata.uid.clone().unwrap_or_default();
             self.pod_uid = Some(uid.clone());
+            self.create_budget(&uid).await?;
             match self.wait_running(&uid, cancel, trace).await? {
                 None => break,
                 Some(failure) => {
@@ -508,11 +514,39 @@ impl JobPod {
                         ),
                     );
                     self.delete_pod_now(&uid).await?;
+                    // Its budget belongs to the old pod; the next pod gets its own.
+                    self.delete_budget().await?;
                 }
             }
         }
         self.own_objects(trace).await;
         self.create_services().await
+    }
+
+    /// `pod_disruption_budget = true`: the job's PodDisruptionBudget, owned by the pod `uid` (the
+    /// garbage collector deletes it with the pod, as it does the Secrets; the start-up sweep deletes
+    /// what a crashed manager left). A refused create fails the job like any other create.
+    async fn create_budget(&mut self, uid: &str) -> Result<(), ExecutorError> {
+        if self.cluster.config.pod_disruption_budget != Some(true) {
+            return Ok(());
+        }
+        let budget = self.plan.disruption_budget(uid);
+        self.kube()
+            .create(self.ns(), &budget)
+            .await
+            .map_err(kube_error)?;
+        Ok(())
+    }
+
+    /// Delete the budget of a pod that is being replaced (already gone is fine).
+    async fn delete_budget(&mut self) -> Result<(), ExecutorError> {
+        if self.cluster.config.pod_disruption_budget != Some(true) {
+            return Ok(());
+        }
+        self.kube()
+            .delete::<PodDisruptionBudget>(self.ns(), &self.plan.name, &DeleteParams::default())
+            .await
+            .map_err(kube_error)
     }
 
     /// Delete the pod at once and wait (through the watch) until it is gone.

@@ -1,13 +1,16 @@
 //! The start-up sweep (catalogue P2, design decision 7): what a previous run of this manager (same
-//! system_id) left in the job namespace — pods, Secrets, Services of jobs it no longer runs — is
+//! system_id) left in the job namespace — pods, Secrets, Services and (with `pod_disruption_budget`)
+//! PodDisruptionBudgets of jobs it no longer runs — is
 //! deleted, and each job it belonged to is returned with its job token (kept in the job's variables
 //! Secret) so the caller can fail it in GitLab with a reason instead of leaving it "running" until
 //! its timeout.
 
 use crate::api::{Kube, KubeError};
+use crate::permissions::Verb;
 use crate::pod::{JOB_TOKEN_KEY, LABEL_JOB_ID, LABEL_SYSTEM_ID};
 use glrunner_protocol::Secret as Token;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, PropagationPolicy};
 use std::collections::BTreeMap;
 
@@ -42,6 +45,16 @@ pub async fn sweep(kube: &Kube, namespace: &str, system_id: &str) -> Result<Swep
     let pods = kube.list::<Pod>(namespace, &params).await?.items;
     let secrets = kube.list::<Secret>(namespace, &params).await?.items;
     let services = kube.list::<Service>(namespace, &params).await?.items;
+    // Budgets are owned by their pods and go with them; they are deleted here too so none is left
+    // when the garbage collector lags or the pod was already gone. Without `pod_disruption_budget`
+    // the Role does not grant listing them, and there are none of this manager's.
+    let budgets = if kube.configured("policy", "poddisruptionbudgets", Verb::List) {
+        kube.list::<PodDisruptionBudget>(namespace, &params)
+            .await?
+            .items
+    } else {
+        Vec::new()
+    };
 
     let job_of = |labels: &Option<BTreeMap<String, String>>| -> Option<i64> {
         labels.as_ref()?.get(LABEL_JOB_ID)?.parse().ok()
@@ -99,6 +112,12 @@ pub async fn sweep(kube: &Kube, namespace: &str, system_id: &str) -> Result<Swep
         kube.delete::<Service>(namespace, &name, &DeleteParams::default())
             .await?;
         deleted.push(format!("service/{name}"));
+    }
+    for b in &budgets {
+        let name = b.metadata.name.clone().unwrap_or_default();
+        kube.delete::<PodDisruptionBudget>(namespace, &name, &DeleteParams::default())
+            .await?;
+        deleted.push(format!("poddisruptionbudget/{name}"));
     }
     Ok(Swept {
         namespace: namespace.to_owned(),

@@ -442,7 +442,7 @@ pub const CATALOGUE: &[Permission] = &[
         "",
         Create,
         PodDisruptionBudget,
-        "protect the job pod from voluntary evictions (node drains)",
+        "protect the job pod from voluntary evictions (node drains, autoscalers)",
     ),
     p(
         "policy",
@@ -466,7 +466,7 @@ pub const CATALOGUE: &[Permission] = &[
         "",
         Delete,
         PodDisruptionBudget,
-        "delete the job's budget on every exit path",
+        "delete a replaced pod's budget (pull policy fallback) and left-over ones (start-up sweep); it otherwise goes with its pod (owner reference)",
     ),
     // The permission check itself.
     every_user(p(

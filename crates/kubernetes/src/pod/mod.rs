@@ -10,7 +10,9 @@
 //!   the read-only `variables` mount);
 //! - the **registry Secret** (`kubernetes.io/dockerconfigjson`) from `DOCKER_AUTH_CONFIG` and the
 //!   payload's credentials, when there are any;
-//! - a ClusterIP **Service** for each service that declares ports.
+//! - a ClusterIP **Service** for each service that declares ports;
+//! - with `pod_disruption_budget = true`, a `policy/v1` **PodDisruptionBudget** named like the pod
+//!   ([`PodPlan::disruption_budget`]), made once the pod's uid is known.
 //!
 //! Every object carries the identity labels ([`LABEL_SYSTEM_ID`], [`LABEL_JOB_ID`], [`LABEL_POD`]).
 //! Before returning, the whole pod is searched for masked values, tokens and registry passwords, so
@@ -55,7 +57,8 @@ use k8s_openapi::api::core::v1::{
     LocalObjectReference, Pod, PodSpec, Secret, SecretVolumeSource, Service, ServicePort,
     ServiceSpec, TCPSocketAction, Volume,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -261,6 +264,37 @@ impl PodPlan {
         let next = *policies.get(at + 1)?;
         c.image_pull_policy = Some(next.as_kubernetes().to_owned());
         Some(next)
+    }
+
+    /// The job's PodDisruptionBudget (`pod_disruption_budget = true`): named like the pod, with the
+    /// job's identity labels (the sweep finds it by them), owned by the pod created with `uid` (it goes
+    /// with the pod), and `minAvailable: 1` over exactly this pod, so a drain or an autoscaler's
+    /// Eviction API call is refused while the job runs.
+    pub fn disruption_budget(&self, uid: &str) -> PodDisruptionBudget {
+        let selector: BTreeMap<String, String> = self
+            .labels
+            .iter()
+            .filter(|(k, _)| *k != LABEL_MANAGED_BY)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        PodDisruptionBudget {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                namespace: Some(self.namespace.clone()),
+                labels: Some(self.labels.clone()),
+                owner_references: Some(vec![owner_reference(&self.name, uid)]),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodDisruptionBudgetSpec {
+                min_available: Some(IntOrString::Int(1)),
+                selector: Some(LabelSelector {
+                    match_labels: Some(selector),
+                    match_expressions: None,
+                }),
+                ..PodDisruptionBudgetSpec::default()
+            }),
+            status: None,
+        }
     }
 
     /// The log file stages append to.

@@ -610,6 +610,38 @@ fn owner_reference_points_every_object_at_the_pod() {
     }
 }
 
+#[test]
+fn the_disruption_budget_protects_exactly_the_job_pod_and_goes_with_it() {
+    let p = seed_plan();
+    let b = p.disruption_budget("0f6d7a1c-uid");
+    let json = serde_json::to_value(&b).unwrap();
+    assert_eq!(
+        (json["apiVersion"].as_str(), json["kind"].as_str()),
+        (Some("policy/v1"), Some("PodDisruptionBudget"))
+    );
+    assert_eq!(b.metadata.name.as_deref(), Some(p.name.as_str()));
+    assert_eq!(b.metadata.namespace.as_deref(), Some(p.namespace.as_str()));
+    let labels = b.metadata.labels.clone().unwrap();
+    assert_eq!(labels[LABEL_SYSTEM_ID], "s_0123456789ab");
+    assert_eq!(labels[LABEL_JOB_ID], "4242");
+    let o = &b.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (o.kind.as_str(), o.name.as_str(), o.uid.as_str()),
+        ("Pod", p.name.as_str(), "0f6d7a1c-uid")
+    );
+    let spec = b.spec.unwrap();
+    assert_eq!(spec.min_available, Some(IntOrString::Int(1)));
+    assert_eq!(spec.max_unavailable, None);
+    let selector = spec.selector.unwrap().match_labels.unwrap();
+    // The selector picks this pod only: its name label, and it matches the pod's own labels.
+    assert_eq!(selector[LABEL_POD], p.name);
+    assert!(!selector.contains_key(LABEL_MANAGED_BY));
+    let pod_labels = p.pod.metadata.labels.clone().unwrap();
+    for (k, v) in &selector {
+        assert_eq!(pod_labels.get(k), Some(v), "{k}");
+    }
+}
+
 const DIND: &str = r#"
 namespace = "ci-jobs"
 image = "docker:27"
