@@ -1,7 +1,7 @@
 //! The REST API: dispatch of an authenticated, authorized request to discovery, the object verbs
 //! (get, list, watch, create, update, patch, delete, deletecollection), the status subresource, the
 //! review resources (SelfSubjectAccessReview, SelfSubjectReview), `serviceaccounts/token`,
-//! `pods/binding` and `pods/eviction`, and the pluggable streaming subresources (`pods/log`,
+//! `pods/binding` and `pods/eviction` (which respects PodDisruptionBudgets), and the pluggable streaming subresources (`pods/log`,
 //! `pods/exec`, `pods/attach`, `pods/portforward`).
 
 use crate::auth::UserInfo;
@@ -591,7 +591,15 @@ async fn binding(
     ))
 }
 
-/// `pods/<name>/eviction`: delete with the eviction's options (no disruption budgets are checked).
+/// `pods/<name>/eviction`, as kube-apiserver's eviction REST does it: a pod that is pending,
+/// finished or already being deleted is evicted at once; otherwise the PodDisruptionBudgets of its
+/// namespace that select it are checked (more than one is a 500, as there). With no disruption
+/// controller here, a budget's status is computed on the spot from the pods it selects: healthy pods
+/// are running, Ready and not being deleted; `minAvailable` or `maxUnavailable` (a number or a
+/// percentage of the selected pods) gives how many must stay healthy. An eviction that would leave
+/// fewer answers 429 `TooManyRequests` with the `DisruptionBudget` cause; an unhealthy pod may go
+/// while the budget is met. An allowed eviction sets the pod's `DisruptionTarget=True` condition
+/// (`EvictionByEvictionAPI`, "Eviction API: evicting") and deletes it with the eviction's options.
 async fn eviction(
     shared: &Shared,
     rt: &'static ResourceType,
@@ -605,10 +613,163 @@ async fn eviction(
         .map(|d| serde_json::to_vec(d).unwrap_or_default())
         .unwrap_or_default();
     let opts = delete_options(&Query::default(), &opts_body)?;
+    let pod = shared
+        .store
+        .get(&rt.qualified(), namespace, name)
+        .ok_or_else(|| ApiError::not_found(&rt.group_resource(), name))?;
+    if !can_ignore_budgets(&pod) {
+        check_budgets(shared, rt, namespace, &pod)?;
+    }
+    if !opts.dry_run {
+        let now = store::now_rfc3339(0);
+        shared.store.mutate(rt, namespace, name, |p| {
+            crate::kubelet::set_condition(
+                p,
+                "DisruptionTarget",
+                "True",
+                Some("EvictionByEvictionAPI"),
+                Some("Eviction API: evicting"),
+                &now,
+            );
+        })?;
+    }
     shared.store.delete(rt, namespace, name, &opts)?;
     Ok(json_response(
         201,
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    ))
+}
+
+/// Pods an eviction deletes without asking their budgets: not running yet, finished, or already
+/// being deleted.
+fn can_ignore_budgets(pod: &Value) -> bool {
+    matches!(
+        str_at(pod, "/status/phase"),
+        "" | "Pending" | "Succeeded" | "Failed"
+    ) || !str_at(pod, "/metadata/deletionTimestamp").is_empty()
+}
+
+/// Running, Ready and not being deleted: what a disruption budget counts as available.
+fn healthy(pod: &Value) -> bool {
+    str_at(pod, "/status/phase") == "Running"
+        && str_at(pod, "/metadata/deletionTimestamp").is_empty()
+        && pod
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| str_at(c, "/type") == "Ready" && str_at(c, "/status") == "True")
+            })
+}
+
+/// Whether a budget's `spec.selector` selects `labels` (policy/v1: an empty selector selects every
+/// pod, a missing one none).
+fn budget_selects(budget: &Value, labels: &std::collections::BTreeMap<String, String>) -> bool {
+    let Some(sel) = budget.pointer("/spec/selector").filter(|s| s.is_object()) else {
+        return false;
+    };
+    let equal = sel
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| {
+            v.as_str()
+                .is_some_and(|v| labels.get(k).map(String::as_str) == Some(v))
+        });
+    let expressions = sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .all(|e| {
+            let key = str_at(e, "/key");
+            let values: Vec<&str> = e
+                .get("values")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let have = labels.get(key).map(String::as_str);
+            match str_at(e, "/operator") {
+                "In" => have.is_some_and(|h| values.contains(&h)),
+                "NotIn" => have.is_none_or(|h| !values.contains(&h)),
+                "Exists" => have.is_some(),
+                "DoesNotExist" => have.is_none(),
+                _ => false,
+            }
+        });
+    equal && expressions
+}
+
+/// A `minAvailable`/`maxUnavailable` value against `total` pods (percentages round up, as the
+/// disruption controller does).
+fn scaled(value: &Value, total: i64) -> Option<i64> {
+    if let Some(n) = value.as_i64() {
+        return Some(n);
+    }
+    let pct: i64 = value.as_str()?.strip_suffix('%')?.trim().parse().ok()?;
+    Some((pct * total + 99) / 100)
+}
+
+/// The disruption-budget check of an eviction of `pod`.
+fn check_budgets(
+    shared: &Shared,
+    rt: &'static ResourceType,
+    namespace: &str,
+    pod: &Value,
+) -> Result<(), ApiError> {
+    let Some(budgets_rt) = resource::by_plural("policy", "poddisruptionbudgets") else {
+        return Ok(());
+    };
+    let labels = crate::selector::labels_of(pod);
+    let (budgets, _) = shared.store.list(budgets_rt, Some(namespace));
+    let matching: Vec<&Value> = budgets
+        .iter()
+        .filter(|b| budget_selects(b, &labels))
+        .collect();
+    let budget = match matching.as_slice() {
+        [] => return Ok(()),
+        [one] => *one,
+        _ => {
+            return Err(ApiError::internal(
+                "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+            ));
+        }
+    };
+    let (pods, _) = shared.store.list(rt, Some(namespace));
+    let selected: Vec<&Value> = pods
+        .iter()
+        .filter(|p| budget_selects(budget, &crate::selector::labels_of(p)))
+        .collect();
+    let expected = i64::try_from(selected.len()).unwrap_or(i64::MAX);
+    let current = i64::try_from(selected.iter().filter(|p| healthy(p)).count()).unwrap_or(i64::MAX);
+    let spec = budget.get("spec").cloned().unwrap_or(Value::Null);
+    let desired = if let Some(max) = spec.get("maxUnavailable").filter(|v| !v.is_null()) {
+        (expected - scaled(max, expected).unwrap_or(0)).max(0)
+    } else if let Some(min) = spec.get("minAvailable").filter(|v| !v.is_null()) {
+        scaled(min, expected).unwrap_or(0)
+    } else {
+        0
+    };
+    // An unhealthy pod does not lower the healthy count: it may go while the budget is met.
+    if !healthy(pod) && current >= desired {
+        return Ok(());
+    }
+    if current - desired > 0 {
+        return Ok(());
+    }
+    let budget_name = str_at(budget, "/metadata/name");
+    Err(ApiError::too_many_requests(
+        "Cannot evict pod as it would violate the pod's disruption budget.",
+        0,
+        &[(
+            "DisruptionBudget",
+            format!(
+                "The disruption budget {budget_name} needs {desired} healthy pods and has {current} currently"
+            ),
+        )],
     ))
 }
 

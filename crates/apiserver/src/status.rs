@@ -261,6 +261,32 @@ impl ApiError {
         )
     }
 
+    /// 429 TooManyRequests (`errors.NewTooManyRequests`): `retryAfterSeconds` only when positive,
+    /// then the `causes` as (type, message) pairs.
+    pub fn too_many_requests(
+        message: impl Into<String>,
+        retry_after_seconds: u32,
+        causes: &[(&str, String)],
+    ) -> Self {
+        let mut d = serde_json::Map::new();
+        if retry_after_seconds > 0 {
+            d.insert("retryAfterSeconds".into(), json!(retry_after_seconds));
+        }
+        if !causes.is_empty() {
+            let causes: Vec<Value> = causes
+                .iter()
+                .map(|(t, m)| json!({"reason": t, "message": m}))
+                .collect();
+            d.insert("causes".into(), Value::Array(causes));
+        }
+        Self::with(
+            429,
+            "TooManyRequests",
+            message.into(),
+            Some(Value::Object(d)),
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         let message = message.into();
         Self::with(

@@ -718,3 +718,179 @@ async fn dropping_the_server_ends_its_watches() {
         "the watch did not end after the server was dropped"
     );
 }
+
+// ------------------------------------------------------------------------------ eviction
+
+/// A running, Ready pod `name` labelled `app=ci` in ci-jobs (no kubelet: its status is posted here).
+async fn ready_pod(s: &ApiServer, name: &str) {
+    pods(s, "ci-jobs")
+        .await
+        .create(&PostParams::default(), &pod(name))
+        .await
+        .expect("create");
+    s.store()
+        .update_pod_status("ci-jobs", name, |st| {
+            *st = json!({"phase": "Running", "conditions": [
+                {"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}]});
+        })
+        .expect("status");
+}
+
+fn budget(s: &ApiServer, name: &str, rule: &str) {
+    s.apply_yaml(&format!(
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {{name: {name}, namespace: ci-jobs}}\n\
+         spec: {{{rule}, selector: {{matchLabels: {{app: ci}}}}}}\n"
+    ))
+    .expect("budget");
+}
+
+/// POST pods/<name>/eviction as the admin: 201 and `{}`, or the error's code and `Status`.
+async fn evict(s: &ApiServer, name: &str) -> (u16, Value) {
+    // kube-rs' default client retries 429s for minutes; a drain tool sees the first answer.
+    let kc = kube::config::Kubeconfig::from_yaml(&s.kubeconfig_yaml(s.admin(), "admin", "ci-jobs"))
+        .expect("kubeconfig");
+    let mut cfg =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .expect("config");
+    cfg.default_retry = false;
+    let api: Api<Pod> = Api::namespaced(kube::Client::try_from(cfg).expect("client"), "ci-jobs");
+    match tokio::time::timeout(LIMIT, api.evict(name, &kube::api::EvictParams::default()))
+        .await
+        .expect("in time")
+    {
+        Ok(_) => (201, json!({})),
+        Err(e) => {
+            let st = api_status(e);
+            (st.code, status_json(&st))
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_eviction_that_would_break_a_disruption_budget_is_refused_with_429() {
+    let s = runner_cluster().await;
+    ready_pod(&s, "a").await;
+    ready_pod(&s, "b").await;
+    budget(&s, "ci", "minAvailable: 2");
+    let (code, body) = evict(&s, "a").await;
+    assert_eq!(code, 429, "{body}");
+    assert_eq!(
+        body,
+        json!({"status": "Failure", "metadata": {},
+            "message": "Cannot evict pod as it would violate the pod's disruption budget.",
+            "reason": "TooManyRequests",
+            "details": {"causes": [{"reason": "DisruptionBudget",
+                "message": "The disruption budget ci needs 2 healthy pods and has 2 currently"}]},
+            "code": 429})
+    );
+    let a = s.store().get("pods", "ci-jobs", "a").expect("still there");
+    assert!(
+        a.pointer("/metadata/deletionTimestamp").is_none()
+            && !a.to_string().contains("DisruptionTarget"),
+        "{a}"
+    );
+    // maxUnavailable: 0 refuses too; a second budget over the same pods is not supported.
+    budget(&s, "none", "maxUnavailable: 0");
+    let (code, body) = evict(&s, "a").await;
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("This pod has more than one PodDisruptionBudget"),
+        "{body}"
+    );
+    s.store()
+        .delete(
+            glrunner_apiserver::resource::by_plural("policy", "poddisruptionbudgets")
+                .expect("served"),
+            "ci-jobs",
+            "ci",
+            &Default::default(),
+        )
+        .expect("delete the first budget");
+    let (code, body) = evict(&s, "a").await;
+    assert_eq!(code, 429, "{body}");
+    assert_eq!(
+        body.pointer("/details/causes/0/message")
+            .and_then(Value::as_str),
+        Some("The disruption budget none needs 2 healthy pods and has 2 currently")
+    );
+}
+
+#[tokio::test]
+async fn an_allowed_eviction_marks_the_pod_as_disrupted_then_deletes_it() {
+    let s = runner_cluster().await;
+    ready_pod(&s, "a").await;
+    ready_pod(&s, "b").await;
+    // One of two may go ("50%" of 2 rounds up to 1 unavailable).
+    budget(&s, "ci", "maxUnavailable: \"50%\"");
+    let api = pods(&s, "ci-jobs").await;
+    let rv = api
+        .get("a")
+        .await
+        .expect("get")
+        .metadata
+        .resource_version
+        .expect("rv");
+    let mut events = api
+        .watch(&WatchParams::default().fields("metadata.name=a"), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    let (code, body) = evict(&s, "a").await;
+    assert_eq!(code, 201, "{body}");
+    // The pod is marked first (who disrupted it), then deleted.
+    let mut marked = None;
+    loop {
+        let event = tokio::time::timeout(LIMIT, events.next())
+            .await
+            .expect("in time")
+            .expect("an event")
+            .expect("ok");
+        match event {
+            WatchEvent::Modified(p) if marked.is_none() => {
+                marked = p
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|c| c.type_ == "DisruptionTarget");
+            }
+            WatchEvent::Deleted(_) => break,
+            _ => {}
+        }
+    }
+    let c = marked.expect("a DisruptionTarget condition before the deletion");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_deref(), c.message.as_deref()),
+        (
+            "True",
+            Some("EvictionByEvictionAPI"),
+            Some("Eviction API: evicting")
+        )
+    );
+    // b is the only one left: with minAvailable 1 it must stay.
+    s.apply_yaml(
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: ci, namespace: ci-jobs}\n\
+         spec: {minAvailable: 1, selector: {matchLabels: {app: ci}}}\n",
+    )
+    .expect("budget");
+    let (code, body) = evict(&s, "b").await;
+    assert_eq!(code, 429, "{body}");
+    // A pod that is not Ready may go while the budget is met by the others.
+    ready_pod(&s, "c").await;
+    pods(&s, "ci-jobs")
+        .await
+        .create(&PostParams::default(), &pod("d"))
+        .await
+        .expect("create");
+    s.store()
+        .update_pod_status("ci-jobs", "d", |st| {
+            *st = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]});
+        })
+        .expect("status");
+    let (code, body) = evict(&s, "d").await;
+    assert_eq!(code, 201, "{body}");
+}
