@@ -388,16 +388,32 @@ impl ApiServer {
 
     /// A kube-rs client for `identity` (default namespace `default`).
     pub async fn client_for(&self, identity: &Identity) -> Result<kube::Client, ClientError> {
+        self.client_with(identity, true).await
+    }
+
+    /// A kube-rs client as the cluster admin that takes the first answer, as a drain or an
+    /// autoscaler sees it: kube-rs' default client retries a refused eviction (429) for minutes.
+    pub async fn drain_client(&self) -> Result<kube::Client, ClientError> {
+        let admin = self.admin.clone();
+        self.client_with(&admin, false).await
+    }
+
+    async fn client_with(
+        &self,
+        identity: &Identity,
+        default_retry: bool,
+    ) -> Result<kube::Client, ClientError> {
         // kube-rs and reqwest both use rustls' ring provider here; make it the process default
         // (a no-op when something already installed one).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let yaml = self.kubeconfig_yaml(identity, "glrunner-apiserver", "default");
         let kc = kube::config::Kubeconfig::from_yaml(&yaml)
             .map_err(|e| ClientError::Config(e.to_string()))?;
-        let cfg =
+        let mut cfg =
             kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
                 .await
                 .map_err(|e| ClientError::Config(e.to_string()))?;
+        cfg.default_retry = default_retry;
         kube::Client::try_from(cfg).map_err(|e| ClientError::Client(e.to_string()))
     }
 

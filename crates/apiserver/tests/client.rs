@@ -746,15 +746,8 @@ fn budget(s: &ApiServer, name: &str, rule: &str) {
 
 /// POST pods/<name>/eviction as the admin: 201 and `{}`, or the error's code and `Status`.
 async fn evict(s: &ApiServer, name: &str) -> (u16, Value) {
-    // kube-rs' default client retries 429s for minutes; a drain tool sees the first answer.
-    let kc = kube::config::Kubeconfig::from_yaml(&s.kubeconfig_yaml(s.admin(), "admin", "ci-jobs"))
-        .expect("kubeconfig");
-    let mut cfg =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .expect("config");
-    cfg.default_retry = false;
-    let api: Api<Pod> = Api::namespaced(kube::Client::try_from(cfg).expect("client"), "ci-jobs");
+    let client = s.drain_client().await.expect("client");
+    let api: Api<Pod> = Api::namespaced(client, "ci-jobs");
     match tokio::time::timeout(LIMIT, api.evict(name, &kube::api::EvictParams::default()))
         .await
         .expect("in time")

@@ -561,6 +561,175 @@ async fn eviction_is_explained() {
     );
 }
 
+/// Evict job `id`'s pod as a drain or an autoscaler does; the API's answer.
+async fn drain(env: &KubeEnv, id: i64) -> Result<(), kube::Error> {
+    let pod = cluster::job_pods(&env.cluster, id)
+        .pop()
+        .and_then(|p| p.metadata.name)
+        .expect("the job's pod");
+    let client = env.cluster.server().drain_client().await.expect("client");
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(client, cluster::JOB_NS);
+    tokio::time::timeout(LIMIT, pods.evict(&pod, &kube::api::EvictParams::default()))
+        .await
+        .expect("the eviction was answered in time")
+        .map(|_| ())
+}
+
+fn budgets(env: &KubeEnv) -> Vec<k8s_openapi::api::policy::v1::PodDisruptionBudget> {
+    env.cluster
+        .store()
+        .list_as::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(Some(cluster::JOB_NS))
+}
+
+/// `[runners.kubernetes]` with `pod_disruption_budget = true`, and a cluster granting what it needs.
+async fn budget_env() -> Option<(KubeEnv, glrunner_config::KubernetesConfig)> {
+    let env = cluster::start(cluster::kubelet(), false).await?;
+    let config = glrunner_config::KubernetesConfig {
+        pod_disruption_budget: Some(true),
+        ..cluster::config()
+    };
+    env.cluster
+        .apply_yaml(&cluster::role_yaml(&config))
+        .expect("role");
+    Some((env, config))
+}
+
+#[tokio::test]
+async fn a_disruption_budget_keeps_a_drain_from_evicting_the_job() {
+    let Some((env, config)) = budget_env().await else {
+        return;
+    };
+    let cluster = executor_cluster(&env, config).await;
+    let (handle, out) = spawn(
+        &cluster,
+        job(140, &["echo started", "sleep 5", "echo finished"]),
+        ctx(),
+        JobControl::new(),
+    );
+    out.wait_for("\nstarted").await;
+    let pod = cluster::job_pods(&env.cluster, 140)
+        .pop()
+        .expect("the job's pod");
+    let budget = budgets(&env).pop().expect("the job's PodDisruptionBudget");
+    assert_eq!(budget.metadata.name, pod.metadata.name);
+    assert_eq!(
+        budget
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("glrunner/job-id"))
+            .map(String::as_str),
+        Some("140")
+    );
+    let owner = budget
+        .metadata
+        .owner_references
+        .as_deref()
+        .unwrap_or_default();
+    assert!(
+        owner.len() == 1
+            && owner[0].kind == "Pod"
+            && Some(&owner[0].uid) == pod.metadata.uid.as_ref(),
+        "{owner:?}"
+    );
+    let spec = budget.spec.as_ref().expect("spec");
+    assert_eq!(
+        spec.min_available,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+    );
+    let selector = spec
+        .selector
+        .as_ref()
+        .and_then(|s| s.match_labels.as_ref())
+        .expect("selector");
+    let labels = pod.metadata.labels.as_ref().expect("pod labels");
+    assert!(
+        !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v)),
+        "{selector:?} does not select {labels:?}"
+    );
+
+    match drain(&env, 140).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 429, "{status:?}");
+            assert!(status.message.contains("disruption budget"), "{status:?}");
+        }
+        other => panic!("the eviction was not refused: {other:?}"),
+    }
+    let outcome = finished(handle, &out).await;
+    let text = out.text();
+    assert_eq!(outcome, JobOutcome::Success, "{text}");
+    assert!(text.contains("\nfinished"), "{text}");
+    cluster::until(&env.cluster, 30, "the budget goes with the pod", |_| {
+        budgets(&env).is_empty()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn without_a_budget_a_drain_fails_the_job_naming_who_and_the_fix() {
+    let Some(env) = cluster::start(cluster::kubelet(), true).await else {
+        return;
+    };
+    let cluster = executor_cluster(&env, cluster::config()).await;
+    let (handle, out) = spawn(
+        &cluster,
+        job(141, &["echo started", "sleep 300"]),
+        ctx(),
+        JobControl::new(),
+    );
+    out.wait_for("\nstarted").await;
+    assert!(
+        budgets(&env).is_empty(),
+        "a budget without pod_disruption_budget"
+    );
+    drain(&env, 141).await.expect("the eviction is allowed");
+    let outcome = finished(handle, &out).await;
+    let text = out.text();
+    assert_eq!(
+        outcome,
+        failed(FailureReason::RunnerSystemFailure),
+        "{text}"
+    );
+    assert!(text.contains("EvictionByEvictionAPI"), "{text}");
+    assert!(text.contains("kubectl drain"), "{text}");
+    assert!(text.contains("`pod_disruption_budget = true`"), "{text}");
+}
+
+#[tokio::test]
+async fn the_sweep_removes_a_budget_a_crashed_manager_left() {
+    let Some((env, config)) = budget_env().await else {
+        return;
+    };
+    let cluster = executor_cluster(&env, config).await;
+    let (handle, out) = spawn(
+        &cluster,
+        job(142, &["echo started", "sleep 3142"]),
+        ctx(),
+        JobControl::new(),
+    );
+    out.wait_for("\nstarted").await;
+    handle.abort();
+    let _ = handle.await;
+    let left = budgets(&env);
+    assert_eq!(left.len(), 1, "the budget was left behind");
+    let name = left[0].metadata.name.clone().unwrap_or_default();
+    let swept =
+        glrunner_kubernetes::sweep::sweep(cluster.kube(), cluster::JOB_NS, "s_0123456789ab")
+            .await
+            .expect("sweep");
+    assert!(
+        swept
+            .deleted
+            .contains(&format!("poddisruptionbudget/{name}")),
+        "{swept:?}"
+    );
+    cluster::until(&env.cluster, 30, "nothing of the job is left", |c| {
+        cluster::job_objects(c, 142).is_empty() && budgets(&env).is_empty()
+    })
+    .await;
+}
+
 fn with_image(mut job: JobResponse, image: &str) -> JobResponse {
     job.image = Some(glrunner_protocol::Image {
         name: image.into(),
