@@ -174,6 +174,18 @@ pub fn spawn(
     (handle, out)
 }
 
+/// Run `job` (whose script echoes `started` first) in the background until its trace shows that line.
+async fn started(
+    env: &KubeEnv,
+    config: glrunner_config::KubernetesConfig,
+    job: JobResponse,
+) -> (Arc<Cluster>, tokio::task::JoinHandle<JobOutcome>, Output) {
+    let cluster = executor_cluster(env, config).await;
+    let (handle, out) = spawn(&cluster, job, ctx(), JobControl::new());
+    out.wait_for("\nstarted").await;
+    (cluster, handle, out)
+}
+
 async fn finished(handle: tokio::task::JoinHandle<JobOutcome>, out: &Output) -> JobOutcome {
     match tokio::time::timeout(LIMIT, handle).await {
         Ok(Ok(o)) => o,
@@ -493,14 +505,8 @@ async fn oom_killed_names_the_container_and_its_limit() {
     };
     let mut config = cluster::config();
     config.memory_limit = Some("1Gi".into());
-    let cluster = executor_cluster(&env, config).await;
-    let (handle, out) = spawn(
-        &cluster,
-        job(107, &["echo started", "sleep 300"]),
-        ctx(),
-        JobControl::new(),
-    );
-    out.wait_for("\nstarted").await;
+    let (_cluster, handle, out) =
+        started(&env, config, job(107, &["echo started", "sleep 300"])).await;
     let pod = cluster::job_pods(&env.cluster, 107)
         .pop()
         .and_then(|p| p.metadata.name)
@@ -531,14 +537,12 @@ async fn eviction_is_explained() {
     let Some(env) = cluster::start(cluster::kubelet(), true).await else {
         return;
     };
-    let cluster = executor_cluster(&env, cluster::config()).await;
-    let (handle, out) = spawn(
-        &cluster,
+    let (_cluster, handle, out) = started(
+        &env,
+        cluster::config(),
         job(108, &["echo started", "sleep 300"]),
-        ctx(),
-        JobControl::new(),
-    );
-    out.wait_for("\nstarted").await;
+    )
+    .await;
     let pod = cluster::job_pods(&env.cluster, 108)
         .pop()
         .and_then(|p| p.metadata.name)
@@ -600,14 +604,12 @@ async fn a_disruption_budget_keeps_a_drain_from_evicting_the_job() {
     let Some((env, config)) = budget_env().await else {
         return;
     };
-    let cluster = executor_cluster(&env, config).await;
-    let (handle, out) = spawn(
-        &cluster,
+    let (_cluster, handle, out) = started(
+        &env,
+        config,
         job(140, &["echo started", "sleep 5", "echo finished"]),
-        ctx(),
-        JobControl::new(),
-    );
-    out.wait_for("\nstarted").await;
+    )
+    .await;
     let pod = cluster::job_pods(&env.cluster, 140)
         .pop()
         .expect("the job's pod");
@@ -671,14 +673,12 @@ async fn without_a_budget_a_drain_fails_the_job_naming_who_and_the_fix() {
     let Some(env) = cluster::start(cluster::kubelet(), true).await else {
         return;
     };
-    let cluster = executor_cluster(&env, cluster::config()).await;
-    let (handle, out) = spawn(
-        &cluster,
+    let (_cluster, handle, out) = started(
+        &env,
+        cluster::config(),
         job(141, &["echo started", "sleep 300"]),
-        ctx(),
-        JobControl::new(),
-    );
-    out.wait_for("\nstarted").await;
+    )
+    .await;
     assert!(
         budgets(&env).is_empty(),
         "a budget without pod_disruption_budget"
@@ -701,14 +701,8 @@ async fn the_sweep_removes_a_budget_a_crashed_manager_left() {
     let Some((env, config)) = budget_env().await else {
         return;
     };
-    let cluster = executor_cluster(&env, config).await;
-    let (handle, out) = spawn(
-        &cluster,
-        job(142, &["echo started", "sleep 3142"]),
-        ctx(),
-        JobControl::new(),
-    );
-    out.wait_for("\nstarted").await;
+    let (cluster, handle, _out) =
+        started(&env, config, job(142, &["echo started", "sleep 3142"])).await;
     handle.abort();
     let _ = handle.await;
     let left = budgets(&env);
@@ -1038,14 +1032,12 @@ async fn the_sweep_removes_what_a_crashed_manager_left_and_returns_the_job_token
     let Some(env) = cluster::start(cluster::kubelet(), true).await else {
         return;
     };
-    let cluster = executor_cluster(&env, cluster::config()).await;
-    let (handle, out) = spawn(
-        &cluster,
+    let (cluster, handle, _out) = started(
+        &env,
+        cluster::config(),
         job(136, &["echo started", "sleep 3136"]),
-        ctx(),
-        JobControl::new(),
-    );
-    out.wait_for("\nstarted").await;
+    )
+    .await;
     // The manager dies: no cleanup runs.
     handle.abort();
     let _ = handle.await;
