@@ -767,6 +767,16 @@ mod tests {
     use super::*;
     use std::process::Command;
 
+    /// The steps' script run by bash.
+    fn in_bash(ops: &StageOps) -> std::process::Output {
+        let mut w = BashWriter::default();
+        ops.write(&mut w);
+        Command::new("bash")
+            .args(["--noprofile", "--norc", "-c", &w.finish()])
+            .output()
+            .unwrap()
+    }
+
     /// Output into a buffer; helpers run to their end with their output captured.
     #[derive(Default)]
     struct TestHost {
@@ -911,12 +921,7 @@ mod tests {
         fixture(&scripted);
         fixture(&native);
 
-        let mut w = BashWriter::default();
-        ops(&scripted).write(&mut w);
-        let out = Command::new("bash")
-            .args(["--noprofile", "--norc", "-c", &w.finish()])
-            .output()
-            .unwrap();
+        let out = in_bash(&ops(&scripted));
         assert!(
             out.status.success(),
             "{}",
@@ -982,12 +987,7 @@ mod tests {
 
         let (code, sink) = copy(&reused).run_here().await;
         assert_eq!(code, 0, "{}", String::from_utf8_lossy(&sink));
-        let mut w = BashWriter::default();
-        copy(&fresh).write(&mut w);
-        let out = Command::new("bash")
-            .args(["--noprofile", "--norc", "-c", &w.finish()])
-            .output()
-            .unwrap();
+        let out = in_bash(&copy(&fresh));
         assert!(
             out.status.success(),
             "{}",
@@ -1022,12 +1022,7 @@ mod tests {
         assert!(ops.can_run_here());
         let (code, printed) = ops.run_here().await;
         assert_eq!(code, 0);
-        let mut w = BashWriter::default();
-        ops.write(&mut w);
-        let out = Command::new("bash")
-            .args(["--noprofile", "--norc", "-c", &w.finish()])
-            .output()
-            .unwrap();
+        let out = in_bash(&ops);
         assert_eq!(printed, out.stdout);
 
         let tmp = tempfile::tempdir().unwrap();
@@ -1111,12 +1106,7 @@ mod tests {
             let ops = ops(code);
             let debug = format!("{ops:?}");
             assert!(!debug.contains(TOKEN), "{debug}");
-            let mut w = BashWriter::default();
-            ops.write(&mut w);
-            let out = Command::new("bash")
-                .args(["--noprofile", "--norc", "-c", &w.finish()])
-                .output()
-                .unwrap();
+            let out = in_bash(&ops);
             let (native_code, printed) = ops.run_here().await;
             assert_eq!(Some(native_code), out.status.code(), "exit code {code}");
             assert_eq!(

@@ -8,13 +8,9 @@ mod common;
 
 use common::*;
 use glrunner_job::JobOutcome;
-use glrunner_protocol::{
-    Artifact, ArtifactsFile, Cache, Dependency, JobResponse, JobVariable, STEP_SCRIPT, When,
-};
+use glrunner_protocol::{Artifact, Cache, JobResponse, JobVariable, STEP_SCRIPT, When};
 use std::path::Path;
 use std::time::Duration;
-
-const DEP_TOKEN: &str = "glcbt-64_dependencytoken9876";
 
 /// A job using every cache and artifact stage: a file variable, a value set through `GITLAB_ENV` in
 /// its script, a cache with a fallback key and downloads and uploads through GitLab.
@@ -41,15 +37,7 @@ fn full_job() -> JobResponse {
         when: When::OnSuccess,
         fallback_keys: vec!["deps-main".into()],
     }];
-    j.dependencies = vec![Dependency {
-        id: 7,
-        name: "compile".into(),
-        token: DEP_TOKEN.into(),
-        artifacts_file: Some(ArtifactsFile {
-            filename: "artifacts.zip".into(),
-            size: 1,
-        }),
-    }];
+    j.dependencies = vec![compile_dependency()];
     j.artifacts = Some(vec![Artifact {
         name: "artifacts".into(),
         untracked: None,

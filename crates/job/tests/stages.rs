@@ -13,8 +13,6 @@ use glrunner_protocol::{
 };
 use std::path::Path;
 
-const DEP_TOKEN: &str = "glcbt-64_dependencytoken9876";
-
 fn failed(reason: FailureReason, exit_code: Option<i32>) -> JobOutcome {
     JobOutcome::Failed { reason, exit_code }
 }
@@ -40,19 +38,6 @@ fn artifact(name: &str, paths: &[&str], when: When, kind: &str, format: &str) ->
         expire_in: "1 week".into(),
         artifact_type: kind.into(),
         artifact_format: format.into(),
-    }
-}
-
-/// Job 7, `compile`, with an archive to download.
-fn compile_dependency() -> Dependency {
-    Dependency {
-        id: 7,
-        name: "compile".into(),
-        token: DEP_TOKEN.into(),
-        artifacts_file: Some(ArtifactsFile {
-            filename: "artifacts.zip".into(),
-            size: 1,
-        }),
     }
 }
 

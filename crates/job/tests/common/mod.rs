@@ -342,3 +342,19 @@ pub fn sections(trace: &str) -> Vec<String> {
         .filter(|name| !name.starts_with("section_script_step"))
         .collect()
 }
+
+/// The token of job 7, `compile`, whose artifacts later jobs download.
+pub const DEP_TOKEN: &str = "glcbt-64_dependencytoken9876";
+
+/// Job 7, `compile`, with an archive to download.
+pub fn compile_dependency() -> glrunner_protocol::Dependency {
+    glrunner_protocol::Dependency {
+        id: 7,
+        name: "compile".into(),
+        token: DEP_TOKEN.into(),
+        artifacts_file: Some(glrunner_protocol::ArtifactsFile {
+            filename: "artifacts.zip".into(),
+            size: 1,
+        }),
+    }
+}
