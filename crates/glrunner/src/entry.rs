@@ -96,6 +96,12 @@ pub fn build(
     let mut info = version::info(factory.name(), runner.shell(), features);
     info.labels = runner.computed_labels(&config.labels);
     let short = short_token(token.expose());
+    // Kubernetes jobs see their pod's paths (`/builds`, `/cache` unless set); shell jobs default
+    // to directories under the working directory.
+    let job_dir = |set: &Option<PathBuf>, default: &str| match kind {
+        ExecutorKind::Kubernetes => set.clone(),
+        ExecutorKind::Shell => Some(set.clone().unwrap_or_else(|| working_dir.join(default))),
+    };
     let context = RunnerContext {
         name: name.clone(),
         short_token: short.clone(),
@@ -104,25 +110,8 @@ pub fn build(
         revision: version::REVISION.to_owned(),
         executor: factory.name().to_owned(),
         shell: runner.shell().to_owned(),
-        // Kubernetes jobs see their pod's paths (`/builds`, `/cache` unless set).
-        builds_dir: match kind {
-            ExecutorKind::Kubernetes => runner.builds_dir.clone(),
-            ExecutorKind::Shell => Some(
-                runner
-                    .builds_dir
-                    .clone()
-                    .unwrap_or_else(|| working_dir.join("builds")),
-            ),
-        },
-        cache_dir: match kind {
-            ExecutorKind::Kubernetes => runner.cache_dir.clone(),
-            ExecutorKind::Shell => Some(
-                runner
-                    .cache_dir
-                    .clone()
-                    .unwrap_or_else(|| working_dir.join("cache")),
-            ),
-        },
+        builds_dir: job_dir(&runner.builds_dir, "builds"),
+        cache_dir: job_dir(&runner.cache_dir, "cache"),
         environment: runner.environment.to_vec(),
         pre_get_sources_script: runner.pre_get_sources_script.clone(),
         post_get_sources_script: runner.post_get_sources_script.clone(),
