@@ -26,7 +26,6 @@ use glrunner_pipeline::rules::JobWhen;
 use glrunner_pipeline::{
     JobResult, JobStatus, LocalArtifacts, LocalContext, Next, Pipeline, Plan, Selection,
 };
-use glrunner_protocol::token::MASKED_TOKEN_PREFIXES;
 use glrunner_protocol::{FailureReason, JobResponse, Secret};
 use glrunner_trace::{JobControl, Trace, TraceConfig};
 use state::ExecState;
@@ -439,15 +438,11 @@ async fn run_one(
     prefix: String,
     colour: bool,
 ) -> Result<JobOutcome, Failure> {
-    let mut masked = glrunner_job::variables::masked_values(job);
-    masked.retain(|v| !v.is_empty());
     let log = terminal::JobLog::new(std::io::stdout(), prefix, colour);
+    // The trace drops empty values and always masks the built-in token prefixes.
     let trace = Trace::new(TraceConfig {
-        masked_values: masked,
-        token_prefixes: MASKED_TOKEN_PREFIXES
-            .iter()
-            .map(|p| p.to_string())
-            .collect(),
+        masked_values: glrunner_job::variables::masked_values(job),
+        token_prefixes: Vec::new(),
         limit_bytes: u64::MAX,
         mirror: Some(Box::new(log)),
     })
