@@ -8,13 +8,13 @@
 //! that all N pods ran at once. The baselines: the official runner's documented request pattern for
 //! the same jobs (computed), and the same jobs with the shell executor (measured).
 
-use crate::manager::{self, CpuSampler, Manager, Setup, shell_executor};
+use crate::manager::{self, Manager, Measurement, Setup, mean_and_max, shell_executor};
 use crate::requests::{self, JobRequests, Tally};
 use crate::{glrunner_binary, machine, procfs, report};
 use anyhow::{Context, bail};
 use glrunner_apiserver::{Cluster, Image, KubeletOptions, Options as ApiOptions, RequestRecord};
 use glrunner_config::KubernetesConfig;
-use glrunner_coordinator::{Coordinator, JobSpec, JobStatus};
+use glrunner_coordinator::{Coordinator, JobSnapshot, JobSpec, JobStatus};
 use glrunner_kubernetes::permissions::{self, rbac};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use std::collections::{BTreeMap, HashMap};
@@ -257,8 +257,7 @@ async fn kubernetes_run(
     tokio::time::sleep(idle).await;
     let idle_end = mark();
 
-    let cpu0 = procfs::cpu_time(pid)?;
-    let sampler = CpuSampler::start(pid);
+    let measurement = Measurement::start(pid)?;
     let running = RunningPods::start(cluster);
     let queued_at = SystemTime::now();
     let started = Instant::now();
@@ -271,13 +270,7 @@ async fn kubernetes_run(
     } else {
         None
     };
-    let mut durations = Vec::with_capacity(n);
-    let mut last_finish = queued_at;
-    for id in &ids {
-        let snap = coordinator
-            .wait_until_finished(*id, JOB_LIMIT + Duration::from_secs(args.job_seconds))
-            .await
-            .with_context(|| format!("job {id} did not finish"))?;
+    let (durations, wall) = wait_for_jobs(coordinator, &ids, args, queued_at, |id, snap| {
         let trace = snap.trace_text();
         if snap.status != JobStatus::Success {
             bail!(
@@ -292,19 +285,13 @@ async fn kubernetes_run(
                 snap.checksum_matches()
             );
         }
-        if let (Some(s), Some(f)) = (snap.started_at, snap.finished_at) {
-            durations.push(f.duration_since(s).unwrap_or_default());
-            last_finish = last_finish.max(f);
-        }
-    }
-    let wall = last_finish.duration_since(queued_at).unwrap_or_default();
+        Ok(())
+    })
+    .await?;
     // Nothing may be left: every pod and Secret in the job namespace goes.
     wait_for_cleanup(cluster).await?;
     let jobs_end = mark();
-    let span = started.elapsed();
-    let cpu = procfs::cpu_time(pid)?.saturating_sub(cpu0);
-    let peak_rss = procfs::memory(pid)?.1;
-    let peak_cpu_cores = sampler.finish().await;
+    let used = measurement.finish().await?;
     let peak_running = running.finish().await;
     tokio::time::sleep(idle).await;
     let after_end = mark();
@@ -322,8 +309,7 @@ async fn kubernetes_run(
             .collect()
     };
     let others = log.iter().filter(|r| r.user != MANAGER_USER).count() as u64;
-    let job_mean = durations.iter().sum::<Duration>() / durations.len().max(1) as u32;
-    let job_max = durations.iter().max().copied().unwrap_or_default();
+    let (job_mean, job_max) = mean_and_max(&durations);
     Ok(KubeRun {
         jobs: n,
         startup: requests::tally(&ours(0..startup_end)),
@@ -335,10 +321,10 @@ async fn kubernetes_run(
         peak_running,
         usage: Usage {
             idle_rss,
-            peak_rss,
-            cpu,
-            span,
-            peak_cpu_cores,
+            peak_rss: used.peak_rss,
+            cpu: used.cpu,
+            span: used.span,
+            peak_cpu_cores: used.peak_cpu_cores,
             wall,
             job_mean,
             job_max,
@@ -498,21 +484,13 @@ async fn shell_run(
         .await
         .context("glrunner never asked the coordinator for a job")?;
     let idle_rss = procfs::memory(pid)?.0;
-    let cpu0 = procfs::cpu_time(pid)?;
-    let sampler = CpuSampler::start(pid);
+    let measurement = Measurement::start(pid)?;
     let queued_at = SystemTime::now();
-    let started = Instant::now();
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
         ids.push(coordinator.enqueue(job_spec(i, n, args).name(format!("shell {}/{n}", i + 1)))?);
     }
-    let mut durations = Vec::with_capacity(n);
-    let mut last_finish = queued_at;
-    for id in &ids {
-        let snap = coordinator
-            .wait_until_finished(*id, JOB_LIMIT + Duration::from_secs(args.job_seconds))
-            .await
-            .with_context(|| format!("job {id} did not finish"))?;
+    let (durations, wall) = wait_for_jobs(coordinator, &ids, args, queued_at, |id, snap| {
         if snap.status != JobStatus::Success || !snap.trace_text().contains(DONE) {
             bail!(
                 "job {id} ended {:?} ({:?}):\n{}",
@@ -521,25 +499,49 @@ async fn shell_run(
                 snap.trace_text()
             );
         }
+        Ok(())
+    })
+    .await?;
+    let used = measurement.finish().await?;
+    let (job_mean, job_max) = mean_and_max(&durations);
+    Ok(Usage {
+        idle_rss,
+        peak_rss: used.peak_rss,
+        cpu: used.cpu,
+        span: used.span,
+        peak_cpu_cores: used.peak_cpu_cores,
+        wall,
+        job_mean,
+        job_max,
+    })
+}
+
+/// Wait for each job in turn, `check` rejecting one that did not do its work. Gives each job's
+/// running time (GitLab's started → finished) and the time from `queued_at` to the last finish.
+async fn wait_for_jobs(
+    coordinator: &Coordinator,
+    ids: &[i64],
+    args: &Args,
+    queued_at: SystemTime,
+    check: impl Fn(i64, &JobSnapshot) -> anyhow::Result<()>,
+) -> anyhow::Result<(Vec<Duration>, Duration)> {
+    let mut durations = Vec::with_capacity(ids.len());
+    let mut last_finish = queued_at;
+    for &id in ids {
+        let snap = coordinator
+            .wait_until_finished(id, JOB_LIMIT + Duration::from_secs(args.job_seconds))
+            .await
+            .with_context(|| format!("job {id} did not finish"))?;
+        check(id, &snap)?;
         if let (Some(s), Some(f)) = (snap.started_at, snap.finished_at) {
             durations.push(f.duration_since(s).unwrap_or_default());
             last_finish = last_finish.max(f);
         }
     }
-    let span = started.elapsed();
-    let cpu = procfs::cpu_time(pid)?.saturating_sub(cpu0);
-    let peak_rss = procfs::memory(pid)?.1;
-    let peak_cpu_cores = sampler.finish().await;
-    Ok(Usage {
-        idle_rss,
-        peak_rss,
-        cpu,
-        span,
-        peak_cpu_cores,
-        wall: last_finish.duration_since(queued_at).unwrap_or_default(),
-        job_mean: durations.iter().sum::<Duration>() / durations.len().max(1) as u32,
-        job_max: durations.iter().max().copied().unwrap_or_default(),
-    })
+    Ok((
+        durations,
+        last_finish.duration_since(queued_at).unwrap_or_default(),
+    ))
 }
 
 fn mb(bytes: u64) -> f64 {

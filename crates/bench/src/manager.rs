@@ -147,6 +147,57 @@ impl Drop for Manager {
     }
 }
 
+/// The manager's CPU over a stretch of work: its CPU time at the start, sampled while the work runs.
+pub struct Measurement {
+    pid: u32,
+    cpu0: Duration,
+    sampler: CpuSampler,
+    started: Instant,
+}
+
+/// What a [`Measurement`] found.
+pub struct Measured {
+    /// The time the work took, from [`Measurement::start`].
+    pub span: Duration,
+    /// CPU time the process used over `span`.
+    pub cpu: Duration,
+    /// Peak resident memory (VmHWM) at the end.
+    pub peak_rss: u64,
+    pub peak_cpu_cores: Option<f64>,
+}
+
+impl Measurement {
+    pub fn start(pid: u32) -> anyhow::Result<Self> {
+        let cpu0 = procfs::cpu_time(pid)?;
+        Ok(Self {
+            pid,
+            cpu0,
+            sampler: CpuSampler::start(pid),
+            started: Instant::now(),
+        })
+    }
+
+    pub async fn finish(self) -> anyhow::Result<Measured> {
+        let span = self.started.elapsed();
+        let cpu = procfs::cpu_time(self.pid)?.saturating_sub(self.cpu0);
+        let peak_rss = procfs::memory(self.pid)?.1;
+        let peak_cpu_cores = self.sampler.finish().await;
+        Ok(Measured {
+            span,
+            cpu,
+            peak_rss,
+            peak_cpu_cores,
+        })
+    }
+}
+
+/// The mean and the longest of the jobs' durations (zero when there are none).
+pub fn mean_and_max(durations: &[Duration]) -> (Duration, Duration) {
+    let mean = durations.iter().sum::<Duration>() / durations.len().max(1) as u32;
+    let max = durations.iter().max().copied().unwrap_or_default();
+    (mean, max)
+}
+
 /// Peak CPU of one process per 1-second window, sampled every 250 ms until finished.
 pub struct CpuSampler {
     stop: tokio::sync::oneshot::Sender<()>,

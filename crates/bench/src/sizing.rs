@@ -3,7 +3,7 @@
 //! bash processes are not counted) and the jobs' end-to-end time; the baseline is the same N scripts run
 //! directly by bash, without any runner, in the same invocation.
 
-use crate::manager::{self, CpuSampler, Manager, Setup, shell_executor};
+use crate::manager::{self, Manager, Measurement, Setup, mean_and_max, shell_executor};
 use crate::{glrunner_binary, machine, procfs, report};
 use anyhow::{Context, bail};
 use glrunner_coordinator::{JobSpec, JobStatus, Variable};
@@ -99,9 +99,7 @@ async fn measure(n: usize, args: &Args, glrunner: &Path) -> anyhow::Result<Row> 
             .await
             .context("glrunner never polled the coordinator")?;
         let idle_rss = procfs::memory(pid)?.0;
-        let cpu0 = procfs::cpu_time(pid)?;
-        let sampler = CpuSampler::start(pid);
-        let started = Instant::now();
+        let measurement = Measurement::start(pid)?;
         let mut ids = Vec::with_capacity(n);
         for i in 0..n {
             let spec = JobSpec::script([script(args.log_bytes, args.job_seconds)])
@@ -133,19 +131,15 @@ async fn measure(n: usize, args: &Args, glrunner: &Path) -> anyhow::Result<Row> 
                 durations.push(end.duration_since(snap.created_at).unwrap_or_default());
             }
         }
-        let wall = started.elapsed();
-        let cpu = procfs::cpu_time(pid)?.saturating_sub(cpu0);
-        let peak_rss = procfs::memory(pid)?.1;
-        let peak_cpu_cores = sampler.finish().await.unwrap_or(0.0);
-        let job_mean = durations.iter().sum::<Duration>() / durations.len().max(1) as u32;
-        let job_max = durations.iter().max().copied().unwrap_or_default();
+        let used = measurement.finish().await?;
+        let (job_mean, job_max) = mean_and_max(&durations);
         Ok(Row {
             jobs: n,
             idle_rss,
-            peak_rss,
-            cpu,
-            peak_cpu_cores,
-            wall,
+            peak_rss: used.peak_rss,
+            cpu: used.cpu,
+            peak_cpu_cores: used.peak_cpu_cores.unwrap_or(0.0),
+            wall: used.span,
             job_mean,
             job_max,
             requests: coordinator.requests().len(),
