@@ -291,11 +291,6 @@ impl Kube {
             .clone()
     }
 
-    /// All calls made so far.
-    pub fn total_calls(&self) -> u64 {
-        self.counts().values().sum()
-    }
-
     /// Who the manager is, once [`Kube::whoami`] answered (for explanations).
     pub fn identity(&self) -> Option<Identity> {
         self.shared

@@ -99,12 +99,6 @@ impl Drop for Subscription {
     }
 }
 
-impl Subscription {
-    pub fn state(&self) -> PodState {
-        self.rx.borrow().clone()
-    }
-}
-
 impl Watches {
     /// Watches of the pods labelled with `system_id`; `events`: also follow Warning events.
     pub fn new(kube: Kube, system_id: &str, events: bool) -> Arc<Self> {
