@@ -197,7 +197,8 @@ const MAX_SOURCES: u64 = 200 * 1024 * 1024;
 /// repository, sent with the stage scripts, so the cluster needs no access to this machine.
 pub struct Exec {
     cluster: Arc<Cluster>,
-    sources: Arc<Vec<u8>>,
+    /// The bundle; each job's executor gets its own copy (the executor owns its files).
+    sources: Vec<u8>,
 }
 
 /// What `glrunner exec` lets a user set for Kubernetes.
@@ -249,7 +250,7 @@ impl Exec {
         }
         Ok(Self {
             cluster,
-            sources: Arc::new(Vec::new()),
+            sources: Vec::new(),
         })
     }
 
@@ -296,7 +297,7 @@ impl Exec {
         }
         let bytes = std::fs::read(tmp.path())
             .map_err(|e| Failure::other(format!("the bundled sources could not be read: {e}")))?;
-        self.sources = Arc::new(bytes);
+        self.sources = bytes;
         Ok(())
     }
 
@@ -326,7 +327,7 @@ impl Exec {
         Box::new(
             self.cluster
                 .executor()
-                .with_file(SOURCES_FILE, self.sources.as_ref().clone()),
+                .with_file(SOURCES_FILE, self.sources.clone()),
         )
     }
 }
