@@ -7,7 +7,7 @@
 use crate::auth::UserInfo;
 use crate::resource::{self, RBAC_GROUP};
 use crate::status::go_quote;
-use crate::store::{Store, str_at};
+use crate::store::{Store, str_at, strs_at};
 use serde_json::Value;
 
 /// What is being asked (authorizer.Attributes).
@@ -231,49 +231,40 @@ fn describe_subject(s: &Value, binding_namespace: &str) -> String {
     }
 }
 
-fn strings(rule: &Value, key: &str) -> Vec<String> {
-    rule.get(key)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn rule_allows(a: &Attributes<'_>, rule: &Value) -> bool {
-    let verbs = strings(rule, "verbs");
-    if !verbs.iter().any(|v| v == "*" || *v == a.verb) {
+    if !strs_at(rule, "/verbs").any(|v| v == "*" || v == a.verb) {
         return false;
     }
     match &a.resource {
         Some(r) => {
-            let groups = strings(rule, "apiGroups");
-            if !groups.iter().any(|g| g == "*" || *g == r.group) {
+            if !strs_at(rule, "/apiGroups").any(|g| g == "*" || g == r.group) {
                 return false;
             }
-            let combined = if r.subresource.is_empty() {
-                r.resource.clone()
-            } else {
-                format!("{}/{}", r.resource, r.subresource)
+            // `resource` or `resource/subresource`, compared without building the combined name.
+            let names_this = |rr: &str| {
+                if r.subresource.is_empty() {
+                    rr == r.resource
+                } else {
+                    rr.strip_prefix(r.resource.as_str())
+                        .and_then(|rest| rest.strip_prefix('/'))
+                        == Some(r.subresource.as_str())
+                }
             };
-            let resources = strings(rule, "resources");
-            let resource_ok = resources.iter().any(|rr| {
+            let resource_ok = strs_at(rule, "/resources").any(|rr| {
                 rr == "*"
-                    || *rr == combined
+                    || names_this(rr)
                     || (!r.subresource.is_empty()
                         && rr.strip_prefix("*/") == Some(r.subresource.as_str()))
             });
             if !resource_ok {
                 return false;
             }
-            let names = strings(rule, "resourceNames");
-            names.is_empty() || names.contains(&r.name)
+            let mut names = strs_at(rule, "/resourceNames").peekable();
+            names.peek().is_none() || names.any(|n| n == r.name)
         }
-        None => strings(rule, "nonResourceURLs").iter().any(|u| {
+        None => strs_at(rule, "/nonResourceURLs").any(|u| {
             u == "*"
-                || *u == a.path
+                || u == a.path
                 || u.strip_suffix('*')
                     .is_some_and(|prefix| a.path.starts_with(prefix))
         }),

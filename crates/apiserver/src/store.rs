@@ -505,7 +505,7 @@ impl Store {
                 created: false,
             });
         }
-        let finished = has_deletion_timestamp(&new) && finalizers(&new).is_empty();
+        let finished = has_deletion_timestamp(&new) && !has_finalizers(&new);
         self.commit(
             &mut st,
             rt,
@@ -722,8 +722,7 @@ impl Store {
                 grace = grace.min(current);
             }
         }
-        let has_finalizers = !finalizers(&existing).is_empty();
-        if grace > 0 || has_finalizers {
+        if grace > 0 || has_finalizers(&existing) {
             let mut marked = existing.clone();
             let meta = meta_mut(&mut marked);
             let already = meta.contains_key("deletionTimestamp");
@@ -1188,15 +1187,8 @@ fn rt_of_key(key: &Key) -> Option<&'static ResourceType> {
     resource::by_plural(group, plural)
 }
 
-fn finalizers(obj: &Value) -> Vec<String> {
-    obj.pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+fn has_finalizers(obj: &Value) -> bool {
+    strs_at(obj, "/metadata/finalizers").next().is_some()
 }
 
 fn has_deletion_timestamp(obj: &Value) -> bool {
@@ -1222,6 +1214,15 @@ fn set_or_remove(obj: &mut Value, key: &str, value: Option<Value>) {
 
 pub(crate) fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The strings of the array at `ptr`: none if it is missing, non-strings skipped.
+pub(crate) fn strs_at<'a>(v: &'a Value, ptr: &str) -> impl Iterator<Item = &'a str> + use<'a> {
+    v.pointer(ptr)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
 }
 
 /// `metadata` of an object, created if missing. Non-objects are left alone (a throwaway map).
