@@ -105,21 +105,7 @@ pub fn read(reader: &Reader<'_>, node: &Node, owner: &str) -> Result<Artifacts, 
             "name" => {
                 artifacts.name = Some(reader.string(value, &label, "`name: \"$CI_JOB_NAME\"`")?)
             }
-            "when" => {
-                let text = reader.string(value, &label, "`when: on_success`")?;
-                artifacts.when = Some(match text.as_str() {
-                    "on_success" => When::OnSuccess,
-                    "on_failure" => When::OnFailure,
-                    "always" => When::Always,
-                    _ => {
-                        return Err(reader.invalid(
-                            value,
-                            format!("{label} is `{text}`"),
-                            "write on_success, on_failure or always",
-                        ));
-                    }
-                });
-            }
+            "when" => artifacts.when = Some(reader.transfer_when(value, &label)?),
             "expire_in" => {
                 let text = reader.string(value, &label, "`expire_in: 1 week`")?;
                 if text != "never" {

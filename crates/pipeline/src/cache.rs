@@ -127,21 +127,7 @@ fn read_one(reader: &Reader<'_>, node: &Node, what: &str) -> Result<CacheSpec, P
                 }
                 spec.policy = policy;
             }
-            "when" => {
-                let text = reader.string(value, &label, "`when: on_success`")?;
-                spec.when = match text.as_str() {
-                    "on_success" => When::OnSuccess,
-                    "on_failure" => When::OnFailure,
-                    "always" => When::Always,
-                    _ => {
-                        return Err(reader.invalid(
-                            value,
-                            format!("{label} is `{text}`"),
-                            "write on_success, on_failure or always",
-                        ));
-                    }
-                };
-            }
+            "when" => spec.when = reader.transfer_when(value, &label)?,
             "untracked" => spec.untracked = reader.boolean(value, &label)?,
             "unprotect" => {
                 reader.boolean(value, &label)?;

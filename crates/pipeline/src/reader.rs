@@ -3,6 +3,7 @@
 
 use crate::document::{Mapping, Node, Source, Value};
 use crate::error::PipelineError;
+use glrunner_protocol::When;
 
 /// Lists nested by `!reference` are flattened up to this depth, as GitLab does for scripts and rules.
 pub const MAX_LIST_NESTING: usize = 10;
@@ -79,6 +80,21 @@ impl<'a> Reader<'a> {
                 node,
                 format!("{what} is {}, not true or false", other.kind()),
                 "write `true` or `false` (unquoted)",
+            )),
+        }
+    }
+
+    /// `when:` of artifacts or a cache: on_success, on_failure or always.
+    pub fn transfer_when(&self, node: &Node, what: &str) -> Result<When, PipelineError> {
+        let text = self.string(node, what, "`when: on_success`")?;
+        match text.as_str() {
+            "on_success" => Ok(When::OnSuccess),
+            "on_failure" => Ok(When::OnFailure),
+            "always" => Ok(When::Always),
+            _ => Err(self.invalid(
+                node,
+                format!("{what} is `{text}`"),
+                "write on_success, on_failure or always",
             )),
         }
     }
