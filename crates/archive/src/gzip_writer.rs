@@ -6,14 +6,13 @@
 
 use crate::lexical_path;
 use crate::message::Message;
-use crate::output::{WriteError, WriteReport, copy};
+use crate::output::{WriteError, WriteReport, copy, open_entry};
 use crate::selection::Selection;
 use crate::timestamp::{extended_seconds, unix_seconds};
 use flate2::{Compression, GzBuilder};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::time::UNIX_EPOCH;
 
 /// Go's `url.PathEscape` keeps these besides letters and digits.
@@ -59,14 +58,7 @@ pub fn write_gzip<W: Write>(selection: &Selection, mut out: W) -> Result<WriteRe
                 name: name.to_owned(),
             });
         }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(|source| WriteError::Read {
-                path: path.clone(),
-                source,
-            })?;
+        let mut file = open_entry(&path)?;
         let mtime = unix_seconds(meta.modified().unwrap_or(UNIX_EPOCH));
         let mut gz = GzBuilder::new()
             .filename(gzip_header_name(lexical_path::base(name)))

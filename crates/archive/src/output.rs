@@ -1,8 +1,10 @@
 //! What writing an archive reports, and how it fails. Shared by the zip, gzip and raw writers.
 
 use crate::message::Message;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 /// What a writer did: entries written and the lines gitlab-runner would print (`File ignored: …`,
 /// the `.git` warning).
@@ -74,11 +76,24 @@ impl From<zip::result::ZipError> for WriteError {
     }
 }
 
+/// Opens an entry that was a regular file when checked, with O_NOFOLLOW: never archive what a
+/// symlink swapped in since then points at.
+pub(crate) fn open_entry(path: &Path) -> Result<File, WriteError> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|source| WriteError::Read {
+            path: path.to_owned(),
+            source,
+        })
+}
+
 /// Copies `input` to `output` in chunks, telling read failures from write failures.
 pub(crate) fn copy(
     input: &mut impl Read,
     output: &mut impl Write,
-    path: &std::path::Path,
+    path: &Path,
 ) -> Result<u64, WriteError> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0u64;

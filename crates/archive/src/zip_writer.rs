@@ -7,12 +7,12 @@
 
 use crate::format::CompressionLevel;
 use crate::message::{Message, git_directory_warning, is_git_path};
-use crate::output::{WriteError, WriteReport, copy};
+use crate::output::{WriteError, WriteReport, copy, open_entry};
 use crate::selection::Selection;
 use crate::timestamp::{dos_time, extended_seconds, unix_seconds};
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::time::UNIX_EPOCH;
 use zip::write::FullFileOptions;
 use zip::{CompressionMethod, System, ZipWriter};
@@ -68,16 +68,7 @@ pub fn write_zip<W: Write>(
             };
             zip.add_symlink(name, target, options)?;
         } else if ft.is_file() {
-            // O_NOFOLLOW: the entry was a regular file when checked; never archive what a symlink
-            // swapped in since then points at.
-            let mut file: File = OpenOptions::new()
-                .read(true)
-                .custom_flags(nix::libc::O_NOFOLLOW)
-                .open(&path)
-                .map_err(|source| WriteError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
+            let mut file = open_entry(&path)?;
             let options = match level.deflate_level() {
                 None => options.compression_method(CompressionMethod::Stored),
                 Some(l) => options
