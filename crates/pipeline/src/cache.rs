@@ -13,13 +13,13 @@
 
 use crate::document::{Node, Value};
 use crate::error::PipelineError;
+use crate::git::Git;
 use crate::glob::Glob;
 use crate::reader::Reader;
 use crate::worktree::Worktree;
 use glrunner_protocol::{Cache, When};
 use sha1::{Digest, Sha1};
 use std::path::Path;
-use std::process::Command;
 
 /// GitLab's limit on caches per job.
 pub const MAX_CACHES: usize = 4;
@@ -273,14 +273,17 @@ fn files_digest(files: &[String], facts: &KeyFacts<'_>) -> Option<String> {
         return None;
     }
     let ids = if facts.repository {
-        git(
-            facts.project_dir,
+        let git = Git {
+            dir: facts.project_dir,
+        };
+        git.run(
             &[
                 &["hash-object", "--"][..],
                 &paths.iter().map(String::as_str).collect::<Vec<_>>(),
             ]
             .concat(),
         )
+        .ok()
         .map(|out| out.lines().map(str::to_owned).collect())
         .unwrap_or_default()
     } else {
@@ -297,13 +300,14 @@ fn commits_digest(files: &[String], facts: &KeyFacts<'_>) -> Option<String> {
     if !facts.repository {
         return None;
     }
+    let git = Git {
+        dir: facts.project_dir,
+    };
     let ids = expand_files(files, facts)
         .iter()
         .filter_map(|path| {
-            git(
-                facts.project_dir,
-                &["log", "-1", "--format=%H", "HEAD", "--", path],
-            )
+            git.run(&["log", "-1", "--format=%H", "HEAD", "--", path])
+                .ok()
         })
         .filter(|id| !id.is_empty())
         .collect();
@@ -320,21 +324,6 @@ pub fn blob_id(content: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-fn git(dir: &Path, args: &[&str]) -> Option<String> {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .output()
-        .ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 #[cfg(test)]

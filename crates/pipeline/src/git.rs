@@ -259,8 +259,8 @@ impl RemoteProject {
     }
 }
 
-struct Git<'a> {
-    dir: &'a Path,
+pub(crate) struct Git<'a> {
+    pub(crate) dir: &'a Path,
 }
 
 /// The config entries discovery needs, read with one git call: user name and email, remote URLs
@@ -323,7 +323,7 @@ impl Config {
 
 impl Git<'_> {
     /// Run `git -C dir args…` and return trimmed stdout, or why it failed.
-    fn run(&self, args: &[&str]) -> Result<String, String> {
+    pub(crate) fn run(&self, args: &[&str]) -> Result<String, String> {
         let output = Command::new("git")
             .arg("-C")
             .arg(self.dir)
