@@ -2,29 +2,11 @@
 
 mod common;
 
-use common::{fixture, var};
+use common::{fixture, git, var};
 use glrunner_pipeline::git::NULL_SHA;
 use glrunner_pipeline::{LocalContext, Pipeline};
 use glrunner_protocol::{JobResponse, RefType};
 use std::path::Path;
-use std::process::Command;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
-}
 
 /// A repository on `branch` with two commits of the Rust fixture pipeline.
 fn repository(dir: &Path, branch: &str) {

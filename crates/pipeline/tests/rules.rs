@@ -3,30 +3,13 @@
 
 mod common;
 
+use common::git;
 use glrunner_pipeline::rules::JobWhen;
 use glrunner_pipeline::{
     AllowFailure, GitFacts, JobResult, JobStatus, LocalContext, Next, Pipeline, PipelineError,
     Plan, Selection,
 };
 use std::path::Path;
-use std::process::Command;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 fn ctx_on(dir: &Path, branch: &str) -> LocalContext {
     let mut facts = GitFacts::fallback("tests use no repository");

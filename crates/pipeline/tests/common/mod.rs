@@ -3,7 +3,8 @@
 
 use glrunner_pipeline::{GitFacts, LocalContext, Pipeline};
 use glrunner_protocol::{JobResponse, JobVariable};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -48,4 +49,22 @@ pub fn yaml_variables(payload: &JobResponse) -> Vec<(&str, &str)> {
         .take_while(|v| !v.key.starts_with("GITLAB_USER_"))
         .map(|v| (v.key.as_str(), v.value.as_str()))
         .collect()
+}
+
+/// Run `git -C dir args…`, panicking with git's stderr on failure; stdout without the trailing newline.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
 }
