@@ -662,45 +662,12 @@ fn healthy(pod: &Value) -> bool {
             })
 }
 
-/// Whether a budget's `spec.selector` selects `labels` (policy/v1: an empty selector selects every
-/// pod, a missing one none).
-fn budget_selects(budget: &Value, labels: &std::collections::BTreeMap<String, String>) -> bool {
-    let Some(sel) = budget.pointer("/spec/selector").filter(|s| s.is_object()) else {
-        return false;
-    };
-    let equal = sel
-        .get("matchLabels")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .all(|(k, v)| {
-            v.as_str()
-                .is_some_and(|v| labels.get(k).map(String::as_str) == Some(v))
-        });
-    let expressions = sel
-        .get("matchExpressions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .all(|e| {
-            let key = str_at(e, "/key");
-            let values: Vec<&str> = e
-                .get("values")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            let have = labels.get(key).map(String::as_str);
-            match str_at(e, "/operator") {
-                "In" => have.is_some_and(|h| values.contains(&h)),
-                "NotIn" => have.is_none_or(|h| !values.contains(&h)),
-                "Exists" => have.is_some(),
-                "DoesNotExist" => have.is_none(),
-                _ => false,
-            }
-        });
-    equal && expressions
+/// A budget's `spec.selector` (policy/v1: an empty selector selects every pod, a missing one none).
+fn budget_selector(budget: &Value) -> Option<LabelSelector> {
+    budget
+        .pointer("/spec/selector")
+        .filter(|s| s.is_object())
+        .and_then(LabelSelector::from_object)
 }
 
 /// A `minAvailable`/`maxUnavailable` value against `total` pods (percentages round up, as the
@@ -725,13 +692,14 @@ fn check_budgets(
     };
     let labels = crate::selector::labels_of(pod);
     let (budgets, _) = shared.store.list(budgets_rt, Some(namespace));
-    let matching: Vec<&Value> = budgets
+    let matching: Vec<(&Value, LabelSelector)> = budgets
         .iter()
-        .filter(|b| budget_selects(b, &labels))
+        .filter_map(|b| Some((b, budget_selector(b)?)))
+        .filter(|(_, selector)| selector.matches(&labels))
         .collect();
-    let budget = match matching.as_slice() {
+    let (budget, selector) = match matching.as_slice() {
         [] => return Ok(()),
-        [one] => *one,
+        [one] => one,
         _ => {
             return Err(ApiError::internal(
                 "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
@@ -741,7 +709,7 @@ fn check_budgets(
     let (pods, _) = shared.store.list(rt, Some(namespace));
     let selected: Vec<&Value> = pods
         .iter()
-        .filter(|p| budget_selects(budget, &crate::selector::labels_of(p)))
+        .filter(|p| selector.matches(&crate::selector::labels_of(p)))
         .collect();
     let expected = i64::try_from(selected.len()).unwrap_or(i64::MAX);
     let current = i64::try_from(selected.iter().filter(|p| healthy(p)).count()).unwrap_or(i64::MAX);

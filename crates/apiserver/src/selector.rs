@@ -3,6 +3,7 @@
 
 use crate::resource::ResourceType;
 use crate::status::ApiError;
+use crate::store::{str_at, strs_at};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -50,6 +51,29 @@ impl LabelSelector {
             LabelReq::Exists(k) => labels.contains_key(k),
             LabelReq::NotExists(k) => !labels.contains_key(k),
         })
+    }
+
+    /// A `metav1.LabelSelector` object (`matchLabels`, `matchExpressions`). `None` when a label value
+    /// is not a string or an operator is unknown: such a selector selects nothing.
+    pub fn from_object(sel: &Value) -> Option<Self> {
+        let mut reqs = Vec::new();
+        let labels = sel.get("matchLabels").and_then(Value::as_object);
+        for (k, v) in labels.into_iter().flatten() {
+            reqs.push(LabelReq::Eq(k.clone(), v.as_str()?.to_owned()));
+        }
+        let expressions = sel.get("matchExpressions").and_then(Value::as_array);
+        for e in expressions.into_iter().flatten() {
+            let key = str_at(e, "/key").to_owned();
+            let values = || strs_at(e, "/values").map(str::to_owned).collect();
+            reqs.push(match str_at(e, "/operator") {
+                "In" => LabelReq::In(key, values()),
+                "NotIn" => LabelReq::NotIn(key, values()),
+                "Exists" => LabelReq::Exists(key),
+                "DoesNotExist" => LabelReq::NotExists(key),
+                _ => return None,
+            });
+        }
+        Some(Self(reqs))
     }
 
     /// Match an object's `metadata.labels`.
@@ -232,6 +256,36 @@ mod tests {
             assert!(!LabelSelector::parse(s).expect(s).matches(&l), "{s}");
         }
         assert!(LabelSelector::parse("a in b").is_err());
+    }
+
+    #[test]
+    fn selector_objects_match_labels_and_expressions() {
+        let l = labels(&[("app", "web"), ("tier", "front")]);
+        let matches = |sel: Value| LabelSelector::from_object(&sel).is_some_and(|s| s.matches(&l));
+        let yes = [
+            serde_json::json!({}),
+            serde_json::json!({"matchLabels": {"app": "web"}}),
+            serde_json::json!({"matchExpressions": [
+                {"key": "app", "operator": "In", "values": ["db", "web"]},
+                {"key": "env", "operator": "NotIn", "values": ["prod"]},
+                {"key": "tier", "operator": "Exists"},
+                {"key": "env", "operator": "DoesNotExist"}]}),
+        ];
+        for sel in yes {
+            assert!(matches(sel.clone()), "{sel}");
+        }
+        let no = [
+            serde_json::json!({"matchLabels": {"app": "db"}}),
+            serde_json::json!({"matchLabels": {"app": 1}}),
+            serde_json::json!({"matchLabels": {"app": "web"},
+                "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["front"]}]}),
+            serde_json::json!({"matchExpressions": [{"key": "app", "operator": "In"}]}),
+            serde_json::json!({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}),
+            serde_json::json!({"matchExpressions": [{"key": "app", "operator": "Gt", "values": ["1"]}]}),
+        ];
+        for sel in no {
+            assert!(!matches(sel.clone()), "{sel}");
+        }
     }
 
     #[test]
