@@ -59,6 +59,33 @@ impl Setup {
         run_command(self.env.dir.path(), &all).await
     }
 
+    /// `glrunner register --non-interactive --url <GitLab> <token_flag> <token> --executor shell <args…>`.
+    async fn register(&self, token_flag: &str, token: &str, args: &[&str]) -> CommandResult {
+        let url = self.env.gitlab.url();
+        let mut all = vec![
+            "--non-interactive",
+            "--url",
+            url,
+            token_flag,
+            token,
+            "--executor",
+            "shell",
+        ];
+        all.extend_from_slice(args);
+        self.glrunner("register", &all).await
+    }
+
+    /// Append a `[[runners]]` entry named `name` with `token` to the base config.toml; its new text.
+    fn append_runner(&self, name: &str, token: &str) -> String {
+        let mut text = self.base.clone();
+        text.push_str(&format!(
+            "\n[[runners]]\n  name = \"{name}\"\n  url = \"{}\"\n  token = \"{token}\"\n  executor = \"shell\"\n",
+            self.env.gitlab.url(),
+        ));
+        std::fs::write(self.env.config_path(), &text).unwrap();
+        text
+    }
+
     fn requests(&self) -> Vec<RequestRecord> {
         self.env.gitlab.requests()
     }
@@ -77,22 +104,7 @@ async fn runner_token_is_verified_appended_and_unregistered_as_a_manager() {
         .gitlab
         .add_runner(RunnerSpec::created().description("second"));
     let token = second.token.expose().to_owned();
-    let out = s
-        .glrunner(
-            "register",
-            &[
-                "--non-interactive",
-                "--url",
-                &url,
-                "--token",
-                &token,
-                "--executor",
-                "shell",
-                "--name",
-                "x",
-            ],
-        )
-        .await;
+    let out = s.register("--token", &token, &["--name", "x"]).await;
     assert_eq!(out.code(), Some(0), "{}", out.output);
     assert!(out.output.contains("new runner workflow"), "{}", out.output);
     assert!(
@@ -142,25 +154,13 @@ async fn runner_token_is_verified_appended_and_unregistered_as_a_manager() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_token_registers_saves_the_token_and_unregisters_the_runner() {
     let s = Setup::new().await;
-    let url = s.env.gitlab.url().to_owned();
     let registration = s.env.gitlab.add_registration_token();
     let reg = registration.expose().to_owned();
     let out = s
-        .glrunner(
-            "register",
-            &[
-                "--non-interactive",
-                "--url",
-                &url,
-                "--registration-token",
-                &reg,
-                "--executor",
-                "shell",
-                "--name",
-                "legacy",
-                "--tag-list",
-                "linux,e2e",
-            ],
+        .register(
+            "--registration-token",
+            &reg,
+            &["--name", "legacy", "--tag-list", "linux,e2e"],
         )
         .await;
     assert_eq!(out.code(), Some(0), "{}", out.output);
@@ -212,20 +212,7 @@ async fn registration_token_registers_saves_the_token_and_unregisters_the_runner
     // GitLab 17+ refuses registration tokens: the refusal is explained, nothing is written.
     s.env.gitlab.set_registration_enabled(false);
     let out = s
-        .glrunner(
-            "register",
-            &[
-                "--non-interactive",
-                "--url",
-                &url,
-                "--registration-token",
-                &reg,
-                "--executor",
-                "shell",
-                "--name",
-                "refused",
-            ],
-        )
+        .register("--registration-token", &reg, &["--name", "refused"])
         .await;
     assert_ne!(out.code(), Some(0), "{}", out.output);
     assert!(out.output.contains("410 Gone"), "{}", out.output);
@@ -237,24 +224,12 @@ async fn registration_token_registers_saves_the_token_and_unregisters_the_runner
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_flags_with_a_runner_token_are_refused_without_a_request() {
     let s = Setup::new().await;
-    let url = s.env.gitlab.url().to_owned();
     let token = s.env.token().to_owned();
     let out = s
-        .glrunner(
-            "register",
-            &[
-                "--non-interactive",
-                "--url",
-                &url,
-                "--token",
-                &token,
-                "--executor",
-                "shell",
-                "--tag-list",
-                "linux",
-                "--locked",
-                "false",
-            ],
+        .register(
+            "--token",
+            &token,
+            &["--tag-list", "linux", "--locked", "false"],
         )
         .await;
     assert_eq!(out.code(), Some(78), "{}", out.output);
@@ -280,13 +255,7 @@ async fn verify_reports_each_runner_and_delete_removes_only_the_revoked_one() {
         .env
         .gitlab
         .add_runner(RunnerSpec::created().description("gone"));
-    let mut text = s.base.clone();
-    text.push_str(&format!(
-        "\n[[runners]]\n  name = \"gone\"\n  url = \"{}\"\n  token = \"{}\"\n  executor = \"shell\"\n",
-        s.env.gitlab.url(),
-        gone.token.expose()
-    ));
-    std::fs::write(s.env.config_path(), &text).unwrap();
+    let text = s.append_runner("gone", gone.token.expose());
     assert!(s.env.gitlab.revoke_runner(gone.token.expose()));
 
     let out = s.glrunner("verify", &[]).await;
@@ -316,13 +285,7 @@ async fn unregister_all_runners_uses_the_right_endpoint_for_each_token() {
         .env
         .gitlab
         .add_runner(RunnerSpec::registered().description("registered"));
-    let mut text = s.base.clone();
-    text.push_str(&format!(
-        "\n[[runners]]\n  name = \"registered\"\n  url = \"{}\"\n  token = \"{}\"\n  executor = \"shell\"\n",
-        s.env.gitlab.url(),
-        legacy.token.expose()
-    ));
-    std::fs::write(s.env.config_path(), &text).unwrap();
+    s.append_runner("registered", legacy.token.expose());
     // verify makes this host a manager of both runners.
     let out = s.glrunner("verify", &[]).await;
     assert_eq!(out.code(), Some(0), "{}", out.output);
