@@ -152,16 +152,6 @@ pub fn resolve_cache_key(
     })
 }
 
-/// The key under the other `FF_HASH_CACHE_KEYS` setting, used to find caches written before the
-/// flag changed: the human key when hashing is on, its hash when it is off.
-pub fn alternate_cache_key(human: &str, hash_keys: bool) -> String {
-    if hash_keys {
-        human.to_owned()
-    } else {
-        hash_cache_key(human)
-    }
-}
-
 /// The project part of the local cache directory: the project path (`group/project`), suffixed
 /// `-empty` for `GIT_STRATEGY: empty` like gitlab-runner.
 pub fn cache_project_dir(project_path: &str, empty_strategy: bool) -> String {
@@ -354,8 +344,6 @@ mod tests {
                 .starts_with("cache key \"/\" could not be sanitized")
         );
         assert_eq!(err.skip_reason(), "empty cache key");
-        assert_eq!(alternate_cache_key("k", true), "k");
-        assert_eq!(alternate_cache_key("k", false), hash_cache_key("k"));
     }
 
     #[test]
