@@ -92,11 +92,6 @@ impl S3Cache {
         self.bucket.base_url()
     }
 
-    /// The unsigned address of `object`, for messages.
-    pub fn object_url(&self, object: &str) -> Url {
-        self.bucket.object_url(object)
-    }
-
     /// A presigned `GET` for `object`, valid for `valid_for` from `now`.
     pub fn presign_get(&self, object: &str, valid_for: Duration, now: SystemTime) -> Url {
         self.bucket
