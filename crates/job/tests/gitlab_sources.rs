@@ -68,19 +68,28 @@ fn spec(project: &Project, script: &[&str]) -> JobSpec {
         .depth(0)
 }
 
+/// Take a job for `spec` and run it in `dir` with the usual context: its payload, outcome and trace.
+async fn take_and_run(gl: &GitLab, spec: JobSpec, dir: &Path) -> (JobResponse, JobOutcome, String) {
+    let job = gl.take(spec).await;
+    let (outcome, trace) = run(job.clone(), ctx(dir)).await;
+    (job, outcome, trace)
+}
+
+/// A project that lets acme/demo's job token fetch it, as submodules of demo need.
+fn open_to_demo(gl: &GitLab, path: &str) -> Project {
+    gl.c.add_project(ProjectSpec::new(path).allow_job_tokens_from("acme/demo"))
+        .unwrap()
+}
+
 /// demo → libs/lib (relative URL) → deep (absolute URL of acme/nested); both allow demo's job token.
 async fn projects_with_submodules(gl: &GitLab) -> (Project, Project, Project) {
-    let nested =
-        gl.c.add_project(ProjectSpec::new("acme/nested").allow_job_tokens_from("acme/demo"))
-            .unwrap();
+    let nested = open_to_demo(gl, "acme/nested");
     let nested_sha = nested
         .commit("main")
         .file("nested.txt", "nested\n")
         .create()
         .unwrap();
-    let lib =
-        gl.c.add_project(ProjectSpec::new("acme/lib").allow_job_tokens_from("acme/demo"))
-            .unwrap();
+    let lib = open_to_demo(gl, "acme/lib");
     let lib_sha = lib
         .commit("main")
         .file("lib.txt", "lib\n")
@@ -110,10 +119,12 @@ async fn submodules_normal_then_recursive_with_the_job_token_and_nothing_left_be
         "echo fetched-in-script",
     ];
 
-    let job = gl
-        .take(spec(&demo, &script).var("GIT_SUBMODULE_STRATEGY", "normal"))
-        .await;
-    let (outcome, trace) = run(job.clone(), ctx(dir.path())).await;
+    let (job, outcome, trace) = take_and_run(
+        &gl,
+        spec(&demo, &script).var("GIT_SUBMODULE_STRATEGY", "normal"),
+        dir.path(),
+    )
+    .await;
     assert_eq!(outcome, JobOutcome::Success, "{trace}");
     assert!(
         trace.contains("Updating/initializing submodules..."),
@@ -131,13 +142,12 @@ async fn submodules_normal_then_recursive_with_the_job_token_and_nothing_left_be
     );
     assert_token_nowhere(&job, &project, &trace);
 
-    let job = gl
-        .take(
-            spec(&demo, &["cat libs/lib/deep/nested.txt"])
-                .var("GIT_SUBMODULE_STRATEGY", "recursive"),
-        )
-        .await;
-    let (outcome, trace) = run(job.clone(), ctx(dir.path())).await;
+    let (job, outcome, trace) = take_and_run(
+        &gl,
+        spec(&demo, &["cat libs/lib/deep/nested.txt"]).var("GIT_SUBMODULE_STRATEGY", "recursive"),
+        dir.path(),
+    )
+    .await;
     assert_eq!(outcome, JobOutcome::Success, "{trace}");
     assert!(
         trace.contains("Updating/initializing submodules recursively..."),
@@ -158,9 +168,7 @@ async fn submodules_normal_then_recursive_with_the_job_token_and_nothing_left_be
 async fn submodule_depth_paths_and_update_flags() {
     let dir = tempfile::tempdir().unwrap();
     let gl = GitLab::start().await;
-    let lib =
-        gl.c.add_project(ProjectSpec::new("acme/lib").allow_job_tokens_from("acme/demo"))
-            .unwrap();
+    let lib = open_to_demo(&gl, "acme/lib");
     let mut lib_shas = Vec::new();
     for i in 1..=3 {
         lib_shas.push(
@@ -170,9 +178,7 @@ async fn submodule_depth_paths_and_update_flags() {
                 .unwrap(),
         );
     }
-    let other =
-        gl.c.add_project(ProjectSpec::new("acme/other").allow_job_tokens_from("acme/demo"))
-            .unwrap();
+    let other = open_to_demo(&gl, "acme/other");
     let other_sha = other.commit("main").file("o.txt", "o\n").create().unwrap();
     let demo = gl.c.add_project(ProjectSpec::new("acme/demo")).unwrap();
     demo.commit("main")
@@ -187,15 +193,15 @@ async fn submodule_depth_paths_and_update_flags() {
         "ls -A libs/other | wc -l | sed 's/^/other entries=/'",
     ];
 
-    let job = gl
-        .take(
-            spec(&demo, &script)
-                .var("GIT_SUBMODULE_STRATEGY", "normal")
-                .var("GIT_SUBMODULE_DEPTH", "1")
-                .var("GIT_SUBMODULE_PATHS", "libs/lib"),
-        )
-        .await;
-    let (outcome, trace) = run(job, ctx(dir.path())).await;
+    let (_, outcome, trace) = take_and_run(
+        &gl,
+        spec(&demo, &script)
+            .var("GIT_SUBMODULE_STRATEGY", "normal")
+            .var("GIT_SUBMODULE_DEPTH", "1")
+            .var("GIT_SUBMODULE_PATHS", "libs/lib"),
+        dir.path(),
+    )
+    .await;
     assert_eq!(outcome, JobOutcome::Success, "{trace}");
     assert!(
         trace.contains("Updating/initializing submodules with git depth set to 1..."),
@@ -208,15 +214,15 @@ async fn submodule_depth_paths_and_update_flags() {
         "GIT_SUBMODULE_PATHS left it out:\n{trace}"
     );
 
-    let job = gl
-        .take(
-            spec(&demo, &script)
-                .var("GIT_STRATEGY", "clone")
-                .var("GIT_SUBMODULE_STRATEGY", "normal")
-                .var("GIT_SUBMODULE_UPDATE_FLAGS", "--remote"),
-        )
-        .await;
-    let (outcome, trace) = run(job, ctx(dir.path())).await;
+    let (_, outcome, trace) = take_and_run(
+        &gl,
+        spec(&demo, &script)
+            .var("GIT_STRATEGY", "clone")
+            .var("GIT_SUBMODULE_STRATEGY", "normal")
+            .var("GIT_SUBMODULE_UPDATE_FLAGS", "--remote"),
+        dir.path(),
+    )
+    .await;
     assert_eq!(outcome, JobOutcome::Success, "{trace}");
     assert!(
         trace.contains("\nv3\n"),
@@ -228,14 +234,14 @@ async fn submodule_depth_paths_and_update_flags() {
         "o.txt and .git:\n{trace}"
     );
 
-    let job = gl
-        .take(
-            spec(&demo, &script)
-                .var("GIT_SUBMODULE_STRATEGY", "normal")
-                .var("GIT_SUBMODULE_UPDATE_FLAGS", "--no-such-flag"),
-        )
-        .await;
-    let (outcome, trace) = run(job, ctx(dir.path())).await;
+    let (_, outcome, trace) = take_and_run(
+        &gl,
+        spec(&demo, &script)
+            .var("GIT_SUBMODULE_STRATEGY", "normal")
+            .var("GIT_SUBMODULE_UPDATE_FLAGS", "--no-such-flag"),
+        dir.path(),
+    )
+    .await;
     assert!(
         matches!(outcome, JobOutcome::Failed { reason: FailureReason::ScriptFailure, exit_code: Some(c) } if c != 0),
         "{outcome:?}\n{trace}"
@@ -254,9 +260,7 @@ async fn submodule_depth_paths_and_update_flags() {
 async fn ssh_submodule_urls_are_fetched_over_https_when_forced() {
     let dir = tempfile::tempdir().unwrap();
     let gl = GitLab::start().await;
-    let lib =
-        gl.c.add_project(ProjectSpec::new("acme/lib").allow_job_tokens_from("acme/demo"))
-            .unwrap();
+    let lib = open_to_demo(&gl, "acme/lib");
     let lib_sha = lib
         .commit("main")
         .file("lib.txt", "lib\n")
@@ -273,16 +277,18 @@ async fn ssh_submodule_urls_are_fetched_over_https_when_forced() {
         .var("GIT_SUBMODULE_STRATEGY", "normal")
         .var("GIT_SSH_COMMAND", "false");
 
-    let job = gl
-        .take(base.clone().var("GIT_SUBMODULE_FORCE_HTTPS", "true"))
-        .await;
-    let (outcome, trace) = run(job.clone(), ctx(dir.path())).await;
+    let (job, outcome, trace) = take_and_run(
+        &gl,
+        base.clone().var("GIT_SUBMODULE_FORCE_HTTPS", "true"),
+        dir.path(),
+    )
+    .await;
     assert_eq!(outcome, JobOutcome::Success, "{trace}");
     assert!(trace.contains("\nlib\n"), "{trace}");
     assert_token_nowhere(&job, &project_dir(dir.path()), &trace);
 
-    let job = gl.take(base.var("GIT_STRATEGY", "clone")).await;
-    let (outcome, trace) = run(job, ctx(dir.path())).await;
+    let (_, outcome, trace) =
+        take_and_run(&gl, base.var("GIT_STRATEGY", "clone"), dir.path()).await;
     assert!(
         matches!(outcome, JobOutcome::Failed { .. }),
         "without the rewrite git tries ssh:\n{trace}"
@@ -325,10 +331,12 @@ async fn a_refused_token_fails_clearly_and_stays_secret() {
         .submodule("secret", &secret, &secret_sha)
         .create()
         .unwrap();
-    let job = gl
-        .take(spec(&demo, &["echo never"]).var("GIT_SUBMODULE_STRATEGY", "normal"))
-        .await;
-    let (outcome, trace) = run(job.clone(), ctx(dir.path())).await;
+    let (job, outcome, trace) = take_and_run(
+        &gl,
+        spec(&demo, &["echo never"]).var("GIT_SUBMODULE_STRATEGY", "normal"),
+        dir.path(),
+    )
+    .await;
     assert!(matches!(outcome, JobOutcome::Failed { .. }), "{trace}");
     assert!(
         trace.contains("ERROR: updating the submodules failed"),
@@ -350,14 +358,12 @@ async fn a_shallow_checkout_is_deepened_by_the_next_job() {
             .unwrap();
     }
     let script = ["echo \"count=$(git rev-list --count HEAD)\""];
-    let job = gl.take(spec(&demo, &script).depth(1)).await;
-    let (outcome, trace) = run(job, ctx(dir.path())).await;
+    let (_, outcome, trace) = take_and_run(&gl, spec(&demo, &script).depth(1), dir.path()).await;
     assert_eq!(outcome, JobOutcome::Success, "{trace}");
     assert!(trace.contains("Fetching changes with git depth set to 1..."));
     assert!(trace.contains("count=1\n"), "{trace}");
 
-    let job = gl.take(spec(&demo, &script).depth(3)).await;
-    let (outcome, trace) = run(job, ctx(dir.path())).await;
+    let (_, outcome, trace) = take_and_run(&gl, spec(&demo, &script).depth(3), dir.path()).await;
     assert_eq!(outcome, JobOutcome::Success, "{trace}");
     assert!(
         !trace.contains("Created fresh repository."),
@@ -365,8 +371,7 @@ async fn a_shallow_checkout_is_deepened_by_the_next_job() {
     );
     assert!(trace.contains("count=3\n"), "{trace}");
 
-    let job = gl.take(spec(&demo, &script)).await;
-    let (outcome, trace) = run(job, ctx(dir.path())).await;
+    let (_, outcome, trace) = take_and_run(&gl, spec(&demo, &script), dir.path()).await;
     assert_eq!(outcome, JobOutcome::Success, "{trace}");
     assert!(trace.contains("count=4\n"), "depth 0 unshallows:\n{trace}");
 }
