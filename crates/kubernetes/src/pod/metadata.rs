@@ -5,7 +5,7 @@
 //! `runner.gitlab.com/` and `glrunner/` are glrunner's own and cannot be set by either.
 
 use super::error::SpecError;
-use super::placement::{Overwrite, prefixed};
+use super::placement::overwrite_pairs;
 use crate::names::{is_label_value, label_key_problem, sanitize_label_value};
 use glrunner_config::KubernetesConfig;
 use glrunner_job::Variables;
@@ -88,27 +88,21 @@ fn user_entries(
             format!("`{config_key}` in [runners.kubernetes]"),
         ));
     }
-    let overwrites = prefixed(inputs.vars, prefix);
-    if !overwrites.is_empty() {
-        let o = Overwrite::new(overwrite_key, pattern)?;
-        for (variable, value) in overwrites {
-            let shown = (inputs.redact)(value);
-            let Some((k, v)) = value.split_once('=') else {
-                return Err(SpecError::OverwriteFormat {
-                    variable: variable.to_owned(),
-                    value: shown,
-                    expected: "key=value".into(),
-                });
-            };
-            if o.check(variable, value, &shown, warnings)? {
-                out.retain(|(existing, _, _)| existing != k);
-                out.push((
-                    k.to_owned(),
-                    v.to_owned(),
-                    format!("the job variable {variable}"),
-                ));
-            }
-        }
+    let overwrites = overwrite_pairs(
+        inputs.vars,
+        prefix,
+        overwrite_key,
+        pattern,
+        inputs.redact,
+        warnings,
+    )?;
+    for (variable, k, v) in overwrites {
+        out.retain(|(existing, _, _)| existing != k);
+        out.push((
+            k.to_owned(),
+            v.to_owned(),
+            format!("the job variable {variable}"),
+        ));
     }
     for (k, _, source) in &out {
         if is_protected(k) {

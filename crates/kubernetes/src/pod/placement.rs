@@ -92,6 +92,39 @@ pub fn prefixed<'v>(vars: &'v Variables, prefix: &str) -> Vec<(&'v str, &'v str)
     out
 }
 
+/// `prefix` job variables of the form `key=value` that `key`'s overwrite pattern allows, as
+/// (variable, key, value) in order; one that is not `key=value` is an error, one not allowed by the
+/// pattern too (or a warning when overwrites are off).
+pub fn overwrite_pairs<'v>(
+    vars: &'v Variables,
+    prefix: &str,
+    key: &'static str,
+    pattern: Option<&str>,
+    redact: &dyn Fn(&str) -> String,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<(&'v str, &'v str, &'v str)>, SpecError> {
+    let overwrites = prefixed(vars, prefix);
+    if overwrites.is_empty() {
+        return Ok(Vec::new());
+    }
+    let o = Overwrite::new(key, pattern)?;
+    let mut out = Vec::new();
+    for (variable, value) in overwrites {
+        let shown = redact(value);
+        let Some((k, v)) = value.split_once('=') else {
+            return Err(SpecError::OverwriteFormat {
+                variable: variable.to_owned(),
+                value: shown,
+                expected: "key=value".into(),
+            });
+        };
+        if o.check(variable, value, &shown, warnings)? {
+            out.push((variable, k, v));
+        }
+    }
+    Ok(out)
+}
+
 /// The namespace: `ci-job-<id>` with `namespace_per_job`, else the allowed overwrite, else the
 /// configured one (`default` when unset).
 pub fn namespace(
@@ -192,26 +225,16 @@ pub fn node_selector(
         check_label("`node_selector` in [runners.kubernetes]", k, v)?;
         out.insert(k.clone(), v.clone());
     }
-    let overwrites = prefixed(vars, NODE_SELECTOR_PREFIX);
-    if !overwrites.is_empty() {
-        let o = Overwrite::new(
-            "node_selector_overwrite_allowed",
-            config.node_selector_overwrite_allowed.as_deref(),
-        )?;
-        for (variable, value) in overwrites {
-            let shown = redact(value);
-            let Some((k, v)) = value.split_once('=') else {
-                return Err(SpecError::OverwriteFormat {
-                    variable: variable.to_owned(),
-                    value: shown,
-                    expected: "key=value".into(),
-                });
-            };
-            if o.check(variable, value, &shown, warnings)? {
-                check_label(&format!("the job variable {variable}"), k, v)?;
-                out.insert(k.to_owned(), v.to_owned());
-            }
-        }
+    for (variable, k, v) in overwrite_pairs(
+        vars,
+        NODE_SELECTOR_PREFIX,
+        "node_selector_overwrite_allowed",
+        config.node_selector_overwrite_allowed.as_deref(),
+        redact,
+        warnings,
+    )? {
+        check_label(&format!("the job variable {variable}"), k, v)?;
+        out.insert(k.to_owned(), v.to_owned());
     }
     Ok((!out.is_empty()).then_some(out))
 }
