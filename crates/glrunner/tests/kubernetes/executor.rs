@@ -186,12 +186,24 @@ async fn started(
     (cluster, handle, out)
 }
 
-async fn finished(handle: tokio::task::JoinHandle<JobOutcome>, out: &Output) -> JobOutcome {
+/// Wait for a spawned job's end; the outcome and the trace.
+async fn finished(
+    handle: tokio::task::JoinHandle<JobOutcome>,
+    out: &Output,
+) -> (JobOutcome, String) {
     match tokio::time::timeout(LIMIT, handle).await {
-        Ok(Ok(o)) => o,
+        Ok(Ok(o)) => (o, out.text()),
         Ok(Err(e)) => panic!("the job panicked: {e}\n{}", out.text()),
         Err(_) => panic!("the job did not end in time:\n{}", out.text()),
     }
+}
+
+/// The name of job `id`'s pod, which must exist.
+fn pod_name(env: &KubeEnv, id: i64) -> String {
+    cluster::job_pods(&env.cluster, id)
+        .pop()
+        .and_then(|p| p.metadata.name)
+        .expect("the job's pod")
 }
 
 fn failed(reason: FailureReason) -> JobOutcome {
@@ -326,11 +338,9 @@ async fn a_failing_script_reports_its_exit_code_and_after_script_runs() {
     assert!(text.contains("Job failed: exit code 7"), "{text}");
 }
 
-#[tokio::test]
-async fn dropped_connections_mid_stage_resume_and_the_stage_runs_once() {
-    let Some(env) = cluster::start(cluster::kubelet(), true).await else {
-        return;
-    };
+/// A cluster whose job pods mount a fresh host directory at `/sync`: the test lets a waiting script
+/// (`WAIT_FOR_GO`) go on by creating `go` in it.
+async fn sync_cluster(env: &KubeEnv) -> (tempfile::TempDir, Arc<Cluster>) {
     let sync = tempfile::tempdir().expect("sync dir");
     let mut config = cluster::config();
     config
@@ -342,13 +352,24 @@ async fn dropped_connections_mid_stage_resume_and_the_stage_runs_once() {
             host_path: Some(sync.path().to_string_lossy().into_owned()),
             ..Default::default()
         });
-    let cluster = executor_cluster(&env, config).await;
+    (sync, executor_cluster(env, config).await)
+}
+
+/// Waits (at most 60 s) for the test to create `/sync/go`.
+const WAIT_FOR_GO: &str = "for i in $(seq 600); do [ -e /sync/go ] && break; sleep 0.1; done";
+
+#[tokio::test]
+async fn dropped_connections_mid_stage_resume_and_the_stage_runs_once() {
+    let Some(env) = cluster::start(cluster::kubelet(), true).await else {
+        return;
+    };
+    let (sync, cluster) = sync_cluster(&env).await;
     let job = job(
         103,
         &[
             "echo run >> /sync/runs",
             "echo waiting-for-the-test",
-            "for i in $(seq 600); do [ -e /sync/go ] && break; sleep 0.1; done",
+            WAIT_FOR_GO,
             "seq 1 2000 | sed 's/^/line /'",
             "echo all-done",
         ],
@@ -361,8 +382,7 @@ async fn dropped_connections_mid_stage_resume_and_the_stage_runs_once() {
         "the exec and the build attach were open: {dropped}"
     );
     std::fs::write(sync.path().join("go"), "").expect("go");
-    let outcome = finished(handle, &out).await;
-    let text = out.text();
+    let (outcome, text) = finished(handle, &out).await;
     assert_eq!(outcome, JobOutcome::Success, "{text}");
     assert_eq!(
         std::fs::read_to_string(sync.path().join("runs")).expect("runs"),
@@ -385,23 +405,12 @@ async fn an_unreachable_kubelet_is_waited_out() {
     let Some(env) = cluster::start(cluster::kubelet(), true).await else {
         return;
     };
-    let sync = tempfile::tempdir().expect("sync dir");
-    let mut config = cluster::config();
-    config
-        .volumes
-        .host_path
-        .push(glrunner_config::kubernetes::HostPathVolume {
-            name: "sync".into(),
-            mount_path: "/sync".into(),
-            host_path: Some(sync.path().to_string_lossy().into_owned()),
-            ..Default::default()
-        });
-    let cluster = executor_cluster(&env, config).await;
+    let (sync, cluster) = sync_cluster(&env).await;
     let job = job(
         104,
         &[
             "echo waiting-for-the-test",
-            "for i in $(seq 600); do [ -e /sync/go ] && break; sleep 0.1; done",
+            WAIT_FOR_GO,
             "echo resumed-after-the-outage",
         ],
     );
@@ -434,8 +443,7 @@ async fn an_unreachable_kubelet_is_waited_out() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     env.cluster.kubelet().reconnect();
-    let outcome = finished(handle, &out).await;
-    let text = out.text();
+    let (outcome, text) = finished(handle, &out).await;
     assert_eq!(outcome, JobOutcome::Success, "{text}");
     assert!(text.contains("\nresumed-after-the-outage"), "{text}");
 }
@@ -459,13 +467,10 @@ async fn cancel_stops_the_script_and_after_script_still_runs() {
     let control = JobControl::new();
     let (handle, out) = spawn(&cluster, job, ctx(), control.clone());
     out.wait_for("\nstarted").await;
-    let pod = cluster::job_pods(&env.cluster, 105)
-        .pop()
-        .and_then(|p| p.metadata.name)
-        .expect("the job's pod");
+    // The job runs in its pod.
+    pod_name(&env, 105);
     control.cancel.cancel();
-    let outcome = finished(handle, &out).await;
-    let text = out.text();
+    let (outcome, text) = finished(handle, &out).await;
     assert_eq!(outcome, failed(FailureReason::JobCanceled), "{text}");
     assert!(text.contains("after-script-on-canceled"), "{text}");
     assert!(!text.contains("\nnever"), "{text}");
@@ -475,7 +480,6 @@ async fn cancel_stops_the_script_and_after_script_still_runs() {
         cluster::job_objects(c, 105).is_empty()
     })
     .await;
-    let _ = pod;
 }
 
 #[tokio::test]
@@ -507,17 +511,13 @@ async fn oom_killed_names_the_container_and_its_limit() {
     config.memory_limit = Some("1Gi".into());
     let (_cluster, handle, out) =
         started(&env, config, job(107, &["echo started", "sleep 300"])).await;
-    let pod = cluster::job_pods(&env.cluster, 107)
-        .pop()
-        .and_then(|p| p.metadata.name)
-        .expect("the job's pod");
+    let pod = pod_name(&env, 107);
     env.cluster
         .kubelet()
         .oom_kill(cluster::JOB_NS, &pod, "build")
         .await
         .expect("OOM kill");
-    let outcome = finished(handle, &out).await;
-    let text = out.text();
+    let (outcome, text) = finished(handle, &out).await;
     assert_eq!(
         outcome,
         failed(FailureReason::RunnerSystemFailure),
@@ -543,17 +543,13 @@ async fn eviction_is_explained() {
         job(108, &["echo started", "sleep 300"]),
     )
     .await;
-    let pod = cluster::job_pods(&env.cluster, 108)
-        .pop()
-        .and_then(|p| p.metadata.name)
-        .expect("the job's pod");
+    let pod = pod_name(&env, 108);
     env.cluster
         .kubelet()
         .evict(cluster::JOB_NS, &pod)
         .await
         .expect("evict");
-    let outcome = finished(handle, &out).await;
-    let text = out.text();
+    let (outcome, text) = finished(handle, &out).await;
     assert_eq!(
         outcome,
         failed(FailureReason::RunnerSystemFailure),
@@ -567,10 +563,7 @@ async fn eviction_is_explained() {
 
 /// Evict job `id`'s pod as a drain or an autoscaler does; the API's answer.
 async fn drain(env: &KubeEnv, id: i64) -> Result<(), kube::Error> {
-    let pod = cluster::job_pods(&env.cluster, id)
-        .pop()
-        .and_then(|p| p.metadata.name)
-        .expect("the job's pod");
+    let pod = pod_name(env, id);
     let client = env.cluster.server().drain_client().await.expect("client");
     let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
         kube::Api::namespaced(client, cluster::JOB_NS);
@@ -658,8 +651,7 @@ async fn a_disruption_budget_keeps_a_drain_from_evicting_the_job() {
         }
         other => panic!("the eviction was not refused: {other:?}"),
     }
-    let outcome = finished(handle, &out).await;
-    let text = out.text();
+    let (outcome, text) = finished(handle, &out).await;
     assert_eq!(outcome, JobOutcome::Success, "{text}");
     assert!(text.contains("\nfinished"), "{text}");
     cluster::until(&env.cluster, 30, "the budget goes with the pod", |_| {
@@ -684,8 +676,7 @@ async fn without_a_budget_a_drain_fails_the_job_naming_who_and_the_fix() {
         "a budget without pod_disruption_budget"
     );
     drain(&env, 141).await.expect("the eviction is allowed");
-    let outcome = finished(handle, &out).await;
-    let text = out.text();
+    let (outcome, text) = finished(handle, &out).await;
     assert_eq!(
         outcome,
         failed(FailureReason::RunnerSystemFailure),
@@ -1019,12 +1010,8 @@ async fn secrets_are_only_in_the_jobs_secret() {
     assert_eq!(holders.len(), 1, "{holders:?}");
     assert!(holders[0].ends_with("-variables"), "{holders:?}");
     control.abort.cancel();
-    let _ = finished(handle, &out).await;
-    assert!(
-        out.text().contains("the secret is [MASKED]"),
-        "{}",
-        out.text()
-    );
+    let (_, text) = finished(handle, &out).await;
+    assert!(text.contains("the secret is [MASKED]"), "{text}");
 }
 
 #[tokio::test]
