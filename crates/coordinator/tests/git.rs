@@ -74,6 +74,23 @@ async fn git_ok(dir: &Path, args: &[&str]) -> String {
     out.stdout
 }
 
+/// Commit what is staged in `dir`, under a throwaway identity.
+async fn commit(dir: &Path, message: &str) {
+    git_ok(
+        dir,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-qm",
+            message,
+        ],
+    )
+    .await;
+}
+
 fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
@@ -118,6 +135,16 @@ impl Setup {
         assert_eq!(job_id(&job), id);
         job
     }
+}
+
+/// The coordinator with `acme/demo` imported from [`fixture_tree`] (returned to outlive the test).
+async fn demo_project() -> (Setup, tempfile::TempDir, Project) {
+    let s = setup(Options::default()).await;
+    let tree = fixture_tree();
+    let project =
+        s.c.add_project(ProjectSpec::new("acme/demo").dir(tree.path()))
+            .unwrap();
+    (s, tree, project)
 }
 
 fn repo_url(job: &Value) -> String {
@@ -175,11 +202,7 @@ async fn runner_fetch(dir: &Path, job: &Value, extra: &[&str]) -> Out {
 
 #[tokio::test]
 async fn clone_with_the_job_token_gets_the_built_commit() {
-    let s = setup(Options::default()).await;
-    let tree = fixture_tree();
-    let project =
-        s.c.add_project(ProjectSpec::new("acme/demo").dir(tree.path()))
-            .unwrap();
+    let (s, _tree, project) = demo_project().await;
     let head = project.rev_parse("main").unwrap();
     let job = s.run(JobSpec::script(["true"]).repository(&project)).await;
     let token = job_token(&job);
@@ -402,11 +425,7 @@ async fn pipeline_refs_tags_and_pinned_commits() {
 
 #[tokio::test]
 async fn wrong_or_missing_credentials_get_gitlabs_401() {
-    let s = setup(Options::default()).await;
-    let tree = fixture_tree();
-    let project =
-        s.c.add_project(ProjectSpec::new("acme/demo").dir(tree.path()))
-            .unwrap();
+    let (s, _tree, project) = demo_project().await;
     let job = s.run(JobSpec::script(["true"]).repository(&project)).await;
     let token = job_token(&job);
 
@@ -472,11 +491,7 @@ async fn wrong_or_missing_credentials_get_gitlabs_401() {
 
 #[tokio::test]
 async fn tokens_of_finished_pending_or_canceled_jobs_are_refused() {
-    let s = setup(Options::default()).await;
-    let tree = fixture_tree();
-    let project =
-        s.c.add_project(ProjectSpec::new("acme/demo").dir(tree.path()))
-            .unwrap();
+    let (s, _tree, project) = demo_project().await;
     let clone = |url: String| async move {
         let work = tmp();
         git(work.path(), &["clone", "--quiet", &url, "x"]).await
@@ -594,19 +609,7 @@ async fn other_projects_need_the_job_token_allowlist_and_pushes_are_refused() {
     git_ok(work.path(), &["clone", "-q", &repo_url(&job), "app"]).await;
     std::fs::write(clone.join("new.txt"), "x").unwrap();
     git_ok(&clone, &["add", "new.txt"]).await;
-    git_ok(
-        &clone,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@e",
-            "commit",
-            "-qm",
-            "x",
-        ],
-    )
-    .await;
+    commit(&clone, "x").await;
     let pushed = git(&clone, &["push", "origin", "HEAD:main"]).await;
     assert!(!pushed.ok, "a job token cannot push");
     assert_eq!(
@@ -618,11 +621,7 @@ async fn other_projects_need_the_job_token_allowlist_and_pushes_are_refused() {
 
 #[tokio::test]
 async fn injected_faults_reach_git_requests() {
-    let s = setup(Options::default()).await;
-    let tree = fixture_tree();
-    let project =
-        s.c.add_project(ProjectSpec::new("acme/demo").dir(tree.path()))
-            .unwrap();
+    let (s, _tree, project) = demo_project().await;
     let job = s.run(JobSpec::script(["true"]).repository(&project)).await;
     s.c.inject(Fault::unavailable(Endpoint::GitUploadPack));
     let work = tmp();
@@ -645,11 +644,7 @@ async fn injected_faults_reach_git_requests() {
 
 #[tokio::test]
 async fn protocol_v2_is_negotiated_and_v0_still_works() {
-    let s = setup(Options::default()).await;
-    let tree = fixture_tree();
-    let project =
-        s.c.add_project(ProjectSpec::new("acme/demo").dir(tree.path()))
-            .unwrap();
+    let (s, _tree, project) = demo_project().await;
     let job = s.run(JobSpec::script(["true"]).repository(&project)).await;
 
     let work = tmp();
@@ -1062,19 +1057,7 @@ async fn commit_builder_writes_modes_removals_tags_and_pushes() {
     git_ok(local.path(), &["init", "-q", "-b", "topic"]).await;
     std::fs::write(local.path().join("x"), "x").unwrap();
     git_ok(local.path(), &["add", "x"]).await;
-    git_ok(
-        local.path(),
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@e",
-            "commit",
-            "-qm",
-            "local",
-        ],
-    )
-    .await;
+    commit(local.path(), "local").await;
     let local_head = git_ok(local.path(), &["rev-parse", "HEAD"]).await;
     project.push_from(local.path(), &["topic"]).unwrap();
     assert_eq!(project.rev_parse("topic").unwrap(), local_head);
