@@ -65,11 +65,7 @@ impl Source {
             sha: job.git_info.sha.clone(),
             refspecs: job.git_info.refspecs.clone(),
             depth: job.git_info.depth,
-            object_format: job
-                .git_info
-                .repo_object_format
-                .clone()
-                .filter(|f| !f.is_empty() && f != "sha1"),
+            object_format: sources::object_format(job).map(str::to_owned),
         }
     }
 }
@@ -157,11 +153,7 @@ impl PreparedCheckout {
                 "origin",
                 "--no-recurse-submodules",
             ];
-            if source.refspecs.is_empty() {
-                fetch.extend(sources::DEFAULT_REFSPECS);
-            } else {
-                fetch.extend(source.refspecs.iter().map(String::as_str));
-            }
+            fetch.extend(sources::fetch_refspecs(&source.refspecs));
             fetch.extend(["--depth", &depth]);
             fetch.extend(sources::DEFAULT_FETCH_FLAGS);
             git(dir, &fetch)?;

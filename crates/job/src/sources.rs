@@ -15,10 +15,31 @@ use crate::stage_ops::{Op, StageOps};
 use glrunner_protocol::{JobResponse, Secret};
 
 /// Refspecs when GitLab sends none (very old GitLab): every branch and tag.
-pub(crate) const DEFAULT_REFSPECS: &[&str] = &[
+const DEFAULT_REFSPECS: &[&str] = &[
     "+refs/heads/*:refs/remotes/origin/*",
     "+refs/tags/*:refs/tags/*",
 ];
+
+/// The refspecs to fetch: the job's, or [`DEFAULT_REFSPECS`] when it has none.
+pub(crate) fn fetch_refspecs(refspecs: &[String]) -> impl Iterator<Item = &str> {
+    let defaults = if refspecs.is_empty() {
+        DEFAULT_REFSPECS
+    } else {
+        &[]
+    };
+    refspecs
+        .iter()
+        .map(String::as_str)
+        .chain(defaults.iter().copied())
+}
+
+/// The `--object-format` for `git init`, or none for git's default (SHA-1).
+pub(crate) fn object_format(job: &JobResponse) -> Option<&str> {
+    job.git_info
+        .repo_object_format
+        .as_deref()
+        .filter(|f| !f.is_empty() && *f != "sha1")
+}
 
 /// `GIT_FETCH_EXTRA_FLAGS` when the job sets none.
 pub const DEFAULT_FETCH_FLAGS: &[&str] = &["--prune", "--quiet"];
@@ -302,11 +323,7 @@ pub(crate) fn write_get_sources(
 
     write_fetch_notice(w, job);
     let depth = job.git_info.depth;
-    let object_format = job
-        .git_info
-        .repo_object_format
-        .as_deref()
-        .filter(|f| !f.is_empty() && *f != "sha1");
+    let object_format = object_format(job);
     let mut init = vec![
         "git",
         "-c",
@@ -337,11 +354,7 @@ pub(crate) fn write_get_sources(
         "origin",
         "--no-recurse-submodules",
     ];
-    if job.git_info.refspecs.is_empty() {
-        fetch.extend(DEFAULT_REFSPECS);
-    } else {
-        fetch.extend(job.git_info.refspecs.iter().map(String::as_str));
-    }
+    fetch.extend(fetch_refspecs(&job.git_info.refspecs));
     let depth_text = depth.to_string();
     if depth > 0 {
         fetch.extend(["--depth", &depth_text]);
