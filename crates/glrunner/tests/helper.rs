@@ -81,6 +81,26 @@ async fn helper(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     }
 }
 
+/// Runs `glrunner helper <command> --url <GitLab> --id <id> <args…>` in `cwd` as job `id`'s script
+/// does: its token, if given, only in `GLRUNNER_JOB_TOKEN`.
+async fn job_helper(
+    cwd: &Path,
+    gitlab: &Coordinator,
+    command: &str,
+    id: i64,
+    token: Option<&str>,
+    args: &[&str],
+) -> Run {
+    let id = id.to_string();
+    let mut all = vec![command, "--url", gitlab.url(), "--id", &id];
+    all.extend_from_slice(args);
+    let env: Vec<(&str, &str)> = token
+        .map(|t| ("GLRUNNER_JOB_TOKEN", t))
+        .into_iter()
+        .collect();
+    helper(cwd, &all, &env).await
+}
+
 async fn coordinator(options: Options) -> Coordinator {
     Coordinator::start(options)
         .await
@@ -219,18 +239,14 @@ async fn artifacts_upload_zip_gzip_and_raw_reach_gitlab_byte_for_byte() {
     let (id, token) = running_job(&gitlab, JobSpec::script(["true"])).await;
     let project = project();
     let dir = project.path();
-    let url = gitlab.url().to_owned();
-    let id_arg = id.to_string();
-    let env = [("GLRUNNER_JOB_TOKEN", token.expose())];
 
-    let run = helper(
+    let run = job_helper(
         dir,
+        &gitlab,
+        "artifacts-upload",
+        id,
+        Some(token.expose()),
         &[
-            "artifacts-upload",
-            "--url",
-            &url,
-            "--id",
-            &id_arg,
             "--path",
             "out/",
             "--exclude",
@@ -239,7 +255,6 @@ async fn artifacts_upload_zip_gzip_and_raw_reach_gitlab_byte_for_byte() {
             "--expire-in",
             "1 week",
         ],
-        &env,
     )
     .await;
     run.assert_code(0)
@@ -270,14 +285,13 @@ async fn artifacts_upload_zip_gzip_and_raw_reach_gitlab_byte_for_byte() {
         "tracked files come only through paths: {names:?}"
     );
 
-    helper(
+    job_helper(
         dir,
+        &gitlab,
+        "artifacts-upload",
+        id,
+        Some(token.expose()),
         &[
-            "artifacts-upload",
-            "--url",
-            &url,
-            "--id",
-            &id_arg,
             "--path",
             "junit.xml",
             "--name",
@@ -287,7 +301,6 @@ async fn artifacts_upload_zip_gzip_and_raw_reach_gitlab_byte_for_byte() {
             "--artifact-type",
             "junit",
         ],
-        &env,
     )
     .await
     .assert_code(0)
@@ -311,14 +324,13 @@ async fn artifacts_upload_zip_gzip_and_raw_reach_gitlab_byte_for_byte() {
         std::fs::read(dir.join("junit.xml")).expect("junit")
     );
 
-    helper(
+    job_helper(
         dir,
+        &gitlab,
+        "artifacts-upload",
+        id,
+        Some(token.expose()),
         &[
-            "artifacts-upload",
-            "--url",
-            &url,
-            "--id",
-            &id_arg,
             "--path",
             "gl-sast-report.json",
             "--name",
@@ -328,7 +340,6 @@ async fn artifacts_upload_zip_gzip_and_raw_reach_gitlab_byte_for_byte() {
             "--artifact-type",
             "sast",
         ],
-        &env,
     )
     .await
     .assert_code(0);
@@ -375,19 +386,13 @@ async fn nothing_to_upload_is_said_and_not_an_error() {
     let gitlab = coordinator(Options::default()).await;
     let (id, token) = running_job(&gitlab, JobSpec::script(["true"])).await;
     let project = project();
-    let id_arg = id.to_string();
-    helper(
+    job_helper(
         project.path(),
-        &[
-            "artifacts-upload",
-            "--url",
-            gitlab.url(),
-            "--id",
-            &id_arg,
-            "--path",
-            "does-not-exist/",
-        ],
-        &[("GLRUNNER_JOB_TOKEN", token.expose())],
+        &gitlab,
+        "artifacts-upload",
+        id,
+        Some(token.expose()),
+        &["--path", "does-not-exist/"],
     )
     .await
     .assert_code(0)
@@ -401,19 +406,13 @@ async fn too_large_artifacts_are_explained() {
     let gitlab = coordinator(Options::default().max_artifact_size(4096)).await;
     let (id, token) = running_job(&gitlab, JobSpec::script(["true"])).await;
     let project = project();
-    let id_arg = id.to_string();
-    helper(
+    job_helper(
         project.path(),
-        &[
-            "artifacts-upload",
-            "--url",
-            gitlab.url(),
-            "--id",
-            &id_arg,
-            "--path",
-            "out/app.bin",
-        ],
-        &[("GLRUNNER_JOB_TOKEN", token.expose())],
+        &gitlab,
+        "artifacts-upload",
+        id,
+        Some(token.expose()),
+        &["--path", "out/app.bin"],
     )
     .await
     .assert_code(1)
@@ -430,35 +429,26 @@ async fn artifacts_download_extracts_and_explains_refusals() {
     let gitlab = coordinator(Options::default()).await;
     let (build, build_token) = running_job(&gitlab, JobSpec::script(["true"])).await;
     let source = project();
-    let build_arg = build.to_string();
-    helper(
+    job_helper(
         source.path(),
-        &[
-            "artifacts-upload",
-            "--url",
-            gitlab.url(),
-            "--id",
-            &build_arg,
-            "--path",
-            "out/",
-        ],
-        &[("GLRUNNER_JOB_TOKEN", build_token.expose())],
+        &gitlab,
+        "artifacts-upload",
+        build,
+        Some(build_token.expose()),
+        &["--path", "out/"],
     )
     .await
     .assert_code(0);
 
     // The dependent job's project directory receives the dependency's files.
     let target = tempfile::tempdir().expect("target");
-    helper(
+    job_helper(
         target.path(),
-        &[
-            "artifacts-download",
-            "--url",
-            gitlab.url(),
-            "--id",
-            &build_arg,
-        ],
-        &[("GLRUNNER_JOB_TOKEN", build_token.expose())],
+        &gitlab,
+        "artifacts-download",
+        build,
+        Some(build_token.expose()),
+        &[],
     )
     .await
     .assert_code(0)
@@ -474,17 +464,13 @@ async fn artifacts_download_extracts_and_explains_refusals() {
     );
 
     let (empty, empty_token) = running_job(&gitlab, JobSpec::script(["true"])).await;
-    let empty_arg = empty.to_string();
-    helper(
+    job_helper(
         target.path(),
-        &[
-            "artifacts-download",
-            "--url",
-            gitlab.url(),
-            "--id",
-            &empty_arg,
-        ],
-        &[("GLRUNNER_JOB_TOKEN", empty_token.expose())],
+        &gitlab,
+        "artifacts-download",
+        empty,
+        Some(empty_token.expose()),
+        &[],
     )
     .await
     .assert_code(1)
@@ -493,31 +479,25 @@ async fn artifacts_download_extracts_and_explains_refusals() {
     .assert_hidden(empty_token.expose());
 
     let stranger = "glcbt-64_notarunningjobtoken0123456789";
-    helper(
+    job_helper(
         target.path(),
-        &[
-            "artifacts-download",
-            "--url",
-            gitlab.url(),
-            "--id",
-            &build_arg,
-        ],
-        &[("GLRUNNER_JOB_TOKEN", stranger)],
+        &gitlab,
+        "artifacts-download",
+        build,
+        Some(stranger),
+        &[],
     )
     .await
     .assert_code(1)
     .assert_contains("403 Forbidden: this job may not read the artifacts")
     .assert_hidden(stranger);
 
-    helper(
+    job_helper(
         target.path(),
-        &[
-            "artifacts-download",
-            "--url",
-            gitlab.url(),
-            "--id",
-            &build_arg,
-        ],
+        &gitlab,
+        "artifacts-download",
+        build,
+        None,
         &[],
     )
     .await
