@@ -8,7 +8,9 @@ use crate::api::Kube;
 use crate::pod::LABEL_SYSTEM_ID;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::Resource;
 use kube::api::{ListParams, WatchEvent, WatchParams};
+use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -214,8 +216,8 @@ fn pod_name(pod: &Pod) -> &str {
     pod.metadata.name.as_deref().unwrap_or_default()
 }
 
-/// LIST, then WATCH from its resourceVersion; again after a drop (from the last version seen) or
-/// after 410 Gone (from a new LIST). Ends when the namespace's watches are dropped.
+/// Pods labelled with the manager's system ID: each one's latest state, and `deleted` for those that
+/// went away (also while the watch was down).
 async fn follow_pods(
     kube: Kube,
     namespace: String,
@@ -223,122 +225,45 @@ async fn follow_pods(
     ns: Weak<Namespace>,
     stop: CancellationToken,
 ) {
-    let mut version: Option<String> = None;
-    let mut failures = 0u32;
-    while !stop.is_cancelled() {
-        let rv = match &version {
-            Some(v) => v.clone(),
-            None => {
-                let params = ListParams::default().labels(&selector);
-                let listed = tokio::select! {
-                    () = stop.cancelled() => return,
-                    r = kube.list::<Pod>(&namespace, &params) => r,
-                };
-                match listed {
-                    Ok(list) => {
-                        let present: Vec<String> =
-                            list.items.iter().map(|p| pod_name(p).to_owned()).collect();
-                        for pod in list.items {
-                            let name = pod_name(&pod).to_owned();
-                            let pod = Arc::new(pod);
-                            if !update(&ns, &name, |s| {
-                                s.pod = Some(pod);
-                                s.deleted = false;
-                            }) {
-                                return;
-                            }
-                        }
-                        // Pods that went away while the watch was down.
-                        if let Some(n) = ns.upgrade() {
-                            for (name, tx) in
-                                n.pods.lock().unwrap_or_else(|e| e.into_inner()).iter()
-                            {
-                                if !present.contains(name) && tx.borrow().pod.is_some() {
-                                    tx.send_modify(|s| s.deleted = true);
-                                }
-                            }
-                        }
-                        list.metadata.resource_version.unwrap_or_default()
-                    }
-                    Err(e) => {
-                        tracing::warn!(%namespace, "listing the job pods failed: {e}");
-                        if pause(&stop, &mut failures).await {
-                            return;
-                        }
-                        continue;
-                    }
-                }
+    let listed = |items: Vec<Pod>| {
+        let present: Vec<String> = items.iter().map(|p| pod_name(p).to_owned()).collect();
+        for pod in items {
+            let name = pod_name(&pod).to_owned();
+            let pod = Arc::new(pod);
+            if !update(&ns, &name, |s| {
+                s.pod = Some(pod);
+                s.deleted = false;
+            }) {
+                return false;
             }
-        };
-        version = Some(rv.clone());
-        let params = WatchParams::default()
-            .labels(&selector)
-            .timeout(WATCH_TIMEOUT_SECS);
-        let stream = tokio::select! {
-            () = stop.cancelled() => return,
-            s = kube.watch::<Pod>(&namespace, &params, &rv) => s,
-        };
-        let mut stream = match stream {
-            Ok(s) => {
-                failures = 0;
-                s.boxed()
-            }
-            Err(e) => {
-                tracing::warn!(%namespace, "watching the job pods failed: {e}");
-                if e.code() == Some(410) {
-                    version = None;
-                }
-                if pause(&stop, &mut failures).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        loop {
-            let event = tokio::select! {
-                () = stop.cancelled() => return,
-                e = stream.next() => e,
-            };
-            match event {
-                None => break,
-                Some(Ok(WatchEvent::Added(pod) | WatchEvent::Modified(pod))) => {
-                    version = pod.metadata.resource_version.clone().or(version);
-                    let name = pod_name(&pod).to_owned();
-                    let pod = Arc::new(pod);
-                    if !update(&ns, &name, |s| {
-                        s.pod = Some(pod);
-                        s.deleted = false;
-                    }) {
-                        return;
-                    }
-                }
-                Some(Ok(WatchEvent::Deleted(pod))) => {
-                    version = pod.metadata.resource_version.clone().or(version);
-                    let name = pod_name(&pod).to_owned();
-                    let pod = Arc::new(pod);
-                    if !update(&ns, &name, |s| {
-                        s.pod = Some(pod);
-                        s.deleted = true;
-                    }) {
-                        return;
-                    }
-                }
-                Some(Ok(WatchEvent::Bookmark(b))) => {
-                    version = Some(b.metadata.resource_version);
-                }
-                Some(Ok(WatchEvent::Error(status))) => {
-                    if status.code == 410 {
-                        version = None;
-                    }
-                    break;
-                }
-                Some(Err(e)) => {
-                    tracing::debug!(%namespace, "the pod watch broke: {e}");
-                    break;
+        }
+        // Pods that went away while the watch was down.
+        if let Some(n) = ns.upgrade() {
+            for (name, tx) in n.pods.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                if !present.contains(name) && tx.borrow().pod.is_some() {
+                    tx.send_modify(|s| s.deleted = true);
                 }
             }
         }
-    }
+        true
+    };
+    let changed = |pod: Pod, deleted: bool| {
+        let name = pod_name(&pod).to_owned();
+        let pod = Arc::new(pod);
+        update(&ns, &name, |s| {
+            s.pod = Some(pod);
+            s.deleted = deleted;
+        })
+    };
+    let feed = Feed {
+        what: "the job pods",
+        impact: "",
+        list: ListParams::default().labels(&selector),
+        watch: WatchParams::default()
+            .labels(&selector)
+            .timeout(WATCH_TIMEOUT_SECS),
+    };
+    follow(kube, namespace, feed, stop, listed, changed).await;
 }
 
 /// Warning events about pods, from now on (a LIST gives the starting point).
@@ -349,29 +274,73 @@ async fn follow_events(
     stop: CancellationToken,
 ) {
     let fields = "involvedObject.kind=Pod,type=Warning";
+    // Events of pods followed already (a job subscribes before it creates its pod).
+    let listed = |items: Vec<Event>| items.iter().all(|ev| record_warning(&ns, ev));
+    let changed = |ev: Event, deleted: bool| deleted || record_warning(&ns, &ev);
+    let feed = Feed {
+        what: "pod events",
+        impact: " (pending pods are explained less)",
+        list: ListParams::default().fields(fields),
+        watch: WatchParams::default()
+            .fields(fields)
+            .timeout(WATCH_TIMEOUT_SECS),
+    };
+    follow(kube, namespace, feed, stop, listed, changed).await;
+}
+
+/// What one LIST-then-WATCH loop follows, and how its failures are logged.
+struct Feed {
+    what: &'static str,
+    /// What is lost while it fails, for the warning.
+    impact: &'static str,
+    list: ListParams,
+    watch: WatchParams,
+}
+
+/// LIST, then WATCH from its resourceVersion; again after a drop (from the last version seen) or
+/// after 410 Gone (from a new LIST). `listed` gets a LIST's items, `changed` each object added,
+/// modified (`false`) or deleted (`true`); either returning false (the namespace's watches are
+/// dropped) ends it, as does `stop`.
+async fn follow<K>(
+    kube: Kube,
+    namespace: String,
+    feed: Feed,
+    stop: CancellationToken,
+    mut listed: impl FnMut(Vec<K>) -> bool,
+    mut changed: impl FnMut(K, bool) -> bool,
+) where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned
+        + Send
+        + 'static,
+{
+    let Feed {
+        what,
+        impact,
+        list,
+        watch,
+    } = feed;
     let mut version: Option<String> = None;
     let mut failures = 0u32;
     while !stop.is_cancelled() {
         let rv = match &version {
             Some(v) => v.clone(),
             None => {
-                let params = ListParams::default().fields(fields);
-                let listed = tokio::select! {
+                let result = tokio::select! {
                     () = stop.cancelled() => return,
-                    r = kube.list::<Event>(&namespace, &params) => r,
+                    r = kube.list::<K>(&namespace, &list) => r,
                 };
-                match listed {
-                    Ok(list) => {
-                        // Events of pods followed already (a job subscribes before it creates its pod).
-                        for ev in &list.items {
-                            if !record_warning(&ns, ev) {
-                                return;
-                            }
+                match result {
+                    Ok(l) => {
+                        if !listed(l.items) {
+                            return;
                         }
-                        list.metadata.resource_version.unwrap_or_default()
+                        l.metadata.resource_version.unwrap_or_default()
                     }
                     Err(e) => {
-                        tracing::warn!(%namespace, "listing pod events failed (pending pods are explained less): {e}");
+                        tracing::warn!(%namespace, "listing {what} failed{impact}: {e}");
                         if pause(&stop, &mut failures).await {
                             return;
                         }
@@ -381,12 +350,9 @@ async fn follow_events(
             }
         };
         version = Some(rv.clone());
-        let params = WatchParams::default()
-            .fields(fields)
-            .timeout(WATCH_TIMEOUT_SECS);
         let stream = tokio::select! {
             () = stop.cancelled() => return,
-            s = kube.watch::<Event>(&namespace, &params, &rv) => s,
+            s = kube.watch::<K>(&namespace, &watch, &rv) => s,
         };
         let mut stream = match stream {
             Ok(s) => {
@@ -394,6 +360,7 @@ async fn follow_events(
                 s.boxed()
             }
             Err(e) => {
+                tracing::warn!(%namespace, "watching {what} failed{impact}: {e}");
                 if e.code() == Some(410) {
                     version = None;
                 }
@@ -408,23 +375,28 @@ async fn follow_events(
                 () = stop.cancelled() => return,
                 e = stream.next() => e,
             };
-            match event {
+            let (obj, deleted) = match event {
                 None => break,
-                Some(Ok(WatchEvent::Added(ev) | WatchEvent::Modified(ev))) => {
-                    version = ev.metadata.resource_version.clone().or(version);
-                    if !record_warning(&ns, &ev) {
-                        return;
-                    }
+                Some(Ok(WatchEvent::Added(o) | WatchEvent::Modified(o))) => (o, false),
+                Some(Ok(WatchEvent::Deleted(o))) => (o, true),
+                Some(Ok(WatchEvent::Bookmark(b))) => {
+                    version = Some(b.metadata.resource_version);
+                    continue;
                 }
-                Some(Ok(WatchEvent::Deleted(_))) => {}
-                Some(Ok(WatchEvent::Bookmark(b))) => version = Some(b.metadata.resource_version),
                 Some(Ok(WatchEvent::Error(status))) => {
                     if status.code == 410 {
                         version = None;
                     }
                     break;
                 }
-                Some(Err(_)) => break,
+                Some(Err(e)) => {
+                    tracing::debug!(%namespace, "the watch of {what} broke: {e}");
+                    break;
+                }
+            };
+            version = obj.meta().resource_version.clone().or(version);
+            if !changed(obj, deleted) {
+                return;
             }
         }
     }
