@@ -6,11 +6,11 @@
 use crate::args::{ArtifactsDownloadArgs, ArtifactsUploadArgs, GitLabArgs};
 use crate::error::HelperError;
 use crate::output::Output;
-use crate::{expand_all, expand_env, project_dir, staging_file};
-use glrunner_archive::{ArtifactFormat, CompressionLevel, Spec, artifact_file_name, notice};
+use crate::{expand_env, project_dir, selection_spec, staging_file};
+use glrunner_archive::{ArtifactFormat, CompressionLevel, artifact_file_name, notice};
 use glrunner_gitlab::{ArtifactUpload, ClientSettings, GitLabClient};
 use glrunner_protocol::Secret;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 
 /// The `User-Agent` of the helper's GitLab requests.
@@ -50,11 +50,7 @@ fn write_selection(
     out: &mut Output<'_>,
 ) -> Result<Option<(tempfile::NamedTempFile, ArtifactFormat)>, HelperError> {
     let project = project_dir(&args.project)?;
-    let spec = Spec {
-        paths: expand_all(&args.selection.paths),
-        exclude: expand_all(&args.selection.exclude),
-        untracked: args.selection.untracked,
-    };
+    let spec = selection_spec(&args.selection);
     let format = ArtifactFormat::parse(args.artifact_format.trim())?;
     let (level, level_warning) = CompressionLevel::from_name(args.compression_level.trim());
     out.messages(&level_warning);
@@ -67,12 +63,13 @@ fn write_selection(
     }
 
     let staging = staging_file(dir, prefix)?;
-    let mut writer = std::io::BufWriter::new(staging.as_file());
-    let report = glrunner_archive::write_archive(&selection, format, level, &mut writer)?;
-    writer
-        .flush()
-        .map_err(|source| glrunner_archive::WriteError::Output { source })?;
-    drop(writer);
+    // Every writer flushes its output when done.
+    let report = glrunner_archive::write_archive(
+        &selection,
+        format,
+        level,
+        std::io::BufWriter::new(staging.as_file()),
+    )?;
     out.messages(&report.messages);
     Ok(Some((staging, format)))
 }

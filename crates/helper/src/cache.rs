@@ -6,11 +6,10 @@ use crate::Exit;
 use crate::args::{CacheArchiveArgs, CacheExtractArgs, CacheLocationArgs};
 use crate::error::HelperError;
 use crate::output::Output;
-use crate::{expand_all, project_dir, staging_dir, staging_file};
+use crate::{project_dir, selection_spec, staging_dir, staging_file};
 use glrunner_archive::cache::CACHE_ARCHIVE_NAME;
-use glrunner_archive::{CompressionLevel, Spec, notice};
+use glrunner_archive::{CompressionLevel, notice};
 use glrunner_cache::transfer::{Direction, Downloaded, Transfer, clean_url};
-use std::io::Write;
 use std::path::Path;
 use url::Url;
 
@@ -38,11 +37,7 @@ fn file_name(path: &Path) -> String {
 pub async fn archive(args: &CacheArchiveArgs, out: &mut Output<'_>) -> Result<Exit, HelperError> {
     let dir = project_dir(&args.project)?;
     let url = cache_url(&args.location)?;
-    let spec = Spec {
-        paths: expand_all(&args.selection.paths),
-        exclude: expand_all(&args.selection.exclude),
-        untracked: args.selection.untracked,
-    };
+    let spec = selection_spec(&args.selection);
     let (level, level_warning) = CompressionLevel::from_name(args.compression_level.trim());
     out.messages(&level_warning);
 
@@ -66,12 +61,12 @@ pub async fn archive(args: &CacheArchiveArgs, out: &mut Output<'_>) -> Result<Ex
         }
         None => {
             staging = staging_file(None, "cache_")?;
-            let mut writer = std::io::BufWriter::new(staging.as_file());
-            let report = glrunner_archive::write_zip(&selection, &mut writer, level)?;
-            writer
-                .flush()
-                .map_err(|source| glrunner_archive::WriteError::Output { source })?;
-            drop(writer);
+            // The writer flushes its output when done.
+            let report = glrunner_archive::write_zip(
+                &selection,
+                std::io::BufWriter::new(staging.as_file()),
+                level,
+            )?;
             out.messages(&report.messages);
             let size = staging
                 .as_file()

@@ -124,6 +124,15 @@ fn expand_all(values: &[String]) -> Vec<String> {
     values.iter().map(|v| expand_env(v)).collect()
 }
 
+/// The files `--path`, `--exclude` and `--untracked` select, variables expanded.
+fn selection_spec(args: &args::SelectionArgs) -> glrunner_archive::Spec {
+    glrunner_archive::Spec {
+        paths: expand_all(&args.paths),
+        exclude: expand_all(&args.exclude),
+        untracked: args.untracked,
+    }
+}
+
 fn staging_root(dir: Option<&Path>) -> PathBuf {
     dir.map(Path::to_path_buf)
         .unwrap_or_else(std::env::temp_dir)
