@@ -4,9 +4,9 @@
 //! --cached --others --exclude-standard`), so a file added but not committed yet already counts. A
 //! directory that is not a git work tree is walked instead (`.git` skipped).
 
+use crate::git::Git;
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 
 /// Listing more files than this is refused, so a huge directory cannot stall a local run.
 pub const MAX_FILES: usize = 500_000;
@@ -44,29 +44,20 @@ impl Worktree {
 }
 
 fn git_files(dir: &Path) -> Option<Vec<String>> {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
+    let listing = Git { dir }
+        .run(&[
             "ls-files",
             "-z",
             "--cached",
             "--others",
             "--exclude-standard",
         ])
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .output()
         .ok()?;
-    if !output.status.success() {
-        return None;
-    }
-    let set: BTreeSet<String> = output
-        .stdout
-        .split(|b| *b == 0)
+    let set: BTreeSet<String> = listing
+        .split('\0')
         .filter(|p| !p.is_empty())
         .take(MAX_FILES)
-        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .map(str::to_owned)
         .collect();
     Some(set.into_iter().collect())
 }
