@@ -24,14 +24,6 @@ impl Worktree {
         Self { files }
     }
 
-    /// A listing from known paths (tests, or facts gathered elsewhere).
-    pub fn from_paths<I: IntoIterator<Item = S>, S: Into<String>>(paths: I) -> Self {
-        let set: BTreeSet<String> = paths.into_iter().map(Into::into).collect();
-        Self {
-            files: set.into_iter().collect(),
-        }
-    }
-
     pub fn files(&self) -> &[String] {
         &self.files
     }
@@ -107,7 +99,9 @@ mod tests {
         std::fs::write(tmp.path().join("a/b/c.txt"), "").unwrap();
         std::fs::write(tmp.path().join("top.md"), "").unwrap();
         std::fs::write(tmp.path().join(".git/config"), "").unwrap();
-        let tree = Worktree::from_paths(walk(tmp.path()));
+        let tree = Worktree {
+            files: walk(tmp.path()),
+        };
         assert_eq!(tree.files(), ["a/b/c.txt", "top.md"]);
         assert!(tree.contains("top.md") && !tree.contains("a/b"));
     }
