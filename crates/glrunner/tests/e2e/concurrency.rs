@@ -30,6 +30,38 @@ fn max_overlap(jobs: &[JobSnapshot]) -> usize {
     usize::try_from(max).unwrap_or(0)
 }
 
+/// Wait until each of `ids` runs.
+async fn wait_running(env: &TestEnv, gl: &Glrunner, ids: &[i64]) {
+    for id in ids {
+        if let Err(e) = env
+            .gitlab
+            .wait_for_status(*id, JobStatus::Running, WAIT)
+            .await
+        {
+            panic!("job {id} never ran: {e}\n{}", gl.output());
+        }
+    }
+}
+
+/// Release `barrier` and wait for every job of `ids` to succeed; their snapshots, in order.
+async fn release(env: &TestEnv, gl: &Glrunner, barrier: &Path, ids: &[i64]) -> Vec<JobSnapshot> {
+    std::fs::write(barrier, b"go").unwrap();
+    let mut done = Vec::new();
+    for id in ids {
+        let j = env.finished(gl, *id, WAIT).await;
+        assert_eq!(j.status, JobStatus::Success, "{}", j.trace_text());
+        done.push(j);
+    }
+    done
+}
+
+/// Enqueue `n` jobs that wait for `barrier`.
+fn enqueue_waiting(env: &TestEnv, barrier: &Path, n: usize) -> Vec<i64> {
+    (0..n)
+        .map(|_| env.gitlab.enqueue(job(&[&wait_for_file(barrier)])).unwrap())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_jobs_run_at_the_same_time_with_concurrent_20() {
     let env = TestEnv::new().await;
@@ -45,15 +77,7 @@ async fn twenty_jobs_run_at_the_same_time_with_concurrent_20() {
                 .unwrap()
         })
         .collect();
-    for id in &ids {
-        if let Err(e) = env
-            .gitlab
-            .wait_for_status(*id, JobStatus::Running, WAIT)
-            .await
-        {
-            panic!("job {id} never ran: {e}\n{}", gl.output());
-        }
-    }
+    wait_running(&env, &gl, &ids).await;
     // None can finish before the barrier is released, so one snapshot shows them all.
     let running = env
         .gitlab
@@ -63,13 +87,9 @@ async fn twenty_jobs_run_at_the_same_time_with_concurrent_20() {
         .count();
     assert_eq!(running, 20);
 
-    std::fs::write(&barrier, b"go").unwrap();
-    let mut done = Vec::new();
-    for (i, id) in ids.iter().enumerate() {
-        let j = env.finished(&gl, *id, WAIT).await;
-        assert_eq!(j.status, JobStatus::Success, "{}", j.trace_text());
+    let done = release(&env, &gl, &barrier, &ids).await;
+    for (i, j) in done.iter().enumerate() {
         assert!(j.trace_text().contains(&format!("\njob {i} released\n")));
-        done.push(j);
     }
     assert_eq!(max_overlap(&done), 20);
     gl.stop().await;
@@ -80,35 +100,15 @@ async fn concurrent_2_never_runs_more_than_two_jobs() {
     let env = TestEnv::new().await;
     let barrier = env.path("release-2");
     let mut gl = env.start(&env.config().concurrent(2));
-    let ids: Vec<i64> = (0..5)
-        .map(|_| {
-            env.gitlab
-                .enqueue(job(&[&wait_for_file(&barrier)]))
-                .unwrap()
-        })
-        .collect();
+    let ids = enqueue_waiting(&env, &barrier, 5);
     // The queue hands jobs out in order: the first two start, the rest must wait.
-    for id in &ids[..2] {
-        if let Err(e) = env
-            .gitlab
-            .wait_for_status(*id, JobStatus::Running, WAIT)
-            .await
-        {
-            panic!("job {id} never ran: {e}\n{}", gl.output());
-        }
-    }
+    wait_running(&env, &gl, &ids[..2]).await;
     let snapshot = env.gitlab.jobs();
     let count = |s: JobStatus| snapshot.iter().filter(|j| j.status == s).count();
     assert_eq!(count(JobStatus::Running), 2, "{snapshot:#?}");
     assert_eq!(count(JobStatus::Pending), 3, "{snapshot:#?}");
 
-    std::fs::write(&barrier, b"go").unwrap();
-    let mut done = Vec::new();
-    for id in &ids {
-        let j = env.finished(&gl, *id, WAIT).await;
-        assert_eq!(j.status, JobStatus::Success, "{}", j.trace_text());
-        done.push(j);
-    }
+    let done = release(&env, &gl, &barrier, &ids).await;
     assert_eq!(max_overlap(&done), 2);
     gl.stop().await;
 }
@@ -118,27 +118,9 @@ async fn runner_limit_caps_its_jobs_below_concurrent() {
     let env = TestEnv::new().await;
     let barrier = env.path("release-limit");
     let mut gl = env.start(&env.config().concurrent(4).runner_line("limit = 1"));
-    let ids: Vec<i64> = (0..3)
-        .map(|_| {
-            env.gitlab
-                .enqueue(job(&[&wait_for_file(&barrier)]))
-                .unwrap()
-        })
-        .collect();
-    if let Err(e) = env
-        .gitlab
-        .wait_for_status(ids[0], JobStatus::Running, WAIT)
-        .await
-    {
-        panic!("the first job never ran: {e}\n{}", gl.output());
-    }
-    std::fs::write(&barrier, b"go").unwrap();
-    let mut done = Vec::new();
-    for id in &ids {
-        let j = env.finished(&gl, *id, WAIT).await;
-        assert_eq!(j.status, JobStatus::Success, "{}", j.trace_text());
-        done.push(j);
-    }
+    let ids = enqueue_waiting(&env, &barrier, 3);
+    wait_running(&env, &gl, &ids[..1]).await;
+    let done = release(&env, &gl, &barrier, &ids).await;
     assert_eq!(max_overlap(&done), 1);
     gl.stop().await;
 }
