@@ -85,7 +85,7 @@ pub fn api_group(group: &str) -> Option<Value> {
 fn resource_entries(r: &ResourceType) -> Vec<Value> {
     let mut main = json!({
         "name": r.plural,
-        "singularName": r.singular,
+        "singularName": r.kind.to_ascii_lowercase(),
         "namespaced": r.namespaced,
         "kind": r.kind,
         "verbs": r.verbs,

@@ -12,7 +12,6 @@ pub struct ResourceType {
     pub group: &'static str,
     pub version: &'static str,
     pub plural: &'static str,
-    pub singular: &'static str,
     pub kind: &'static str,
     pub namespaced: bool,
     pub short_names: &'static [&'static str],
@@ -32,6 +31,8 @@ pub struct ResourceType {
     decode: fn(&Value) -> Result<Vec<String>, String>,
     /// Field-selector labels beyond `metadata.name`/`metadata.namespace`.
     fields: &'static [&'static str],
+    /// `v1`, `rbac.authorization.k8s.io/v1`.
+    api_version: &'static str,
 }
 
 const CRUD: &[&str] = &[
@@ -56,57 +57,73 @@ use k8s_openapi::api::{
 
 pub const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
+/// Whether a k8s-openapi scope is namespaced.
+trait Scope {
+    const NAMESPACED: bool;
+}
+
+impl Scope for k8s_openapi::NamespaceResourceScope {
+    const NAMESPACED: bool = true;
+}
+
+impl Scope for k8s_openapi::ClusterResourceScope {
+    const NAMESPACED: bool = false;
+}
+
+impl ResourceType {
+    /// A plain CRUD resource served as k8s-openapi's `K` (names, scope and decoding come from the
+    /// type); table entries set only what differs.
+    const fn typed<K>() -> Self
+    where
+        K: k8s_openapi::Resource + DeserializeOwned,
+        K::Scope: Scope,
+    {
+        Self {
+            group: K::GROUP,
+            version: K::VERSION,
+            plural: K::URL_PATH_SEGMENT,
+            kind: K::KIND,
+            namespaced: K::Scope::NAMESPACED,
+            short_names: &[],
+            categories: &[],
+            verbs: CRUD,
+            subresources: &[],
+            create_on_update: false,
+            returns_deleted_object: false,
+            has_status: false,
+            review: false,
+            decode: decode_as::<K>,
+            fields: &[],
+            api_version: K::API_VERSION,
+        }
+    }
+}
+
 static RESOURCES: &[ResourceType] = &[
     ResourceType {
-        group: "",
-        version: "v1",
-        plural: "namespaces",
-        singular: "namespace",
-        kind: "Namespace",
-        namespaced: false,
         short_names: &["ns"],
-        categories: &[],
         verbs: CRUD_NO_DC,
         subresources: &[
             ("finalize", "Namespace", &["update"]),
             ("status", "Namespace", STATUS_VERBS),
         ],
-        create_on_update: false,
         returns_deleted_object: true,
         has_status: true,
-        review: false,
-        decode: decode_as::<core::Namespace>,
         fields: &["status.phase"],
+        ..ResourceType::typed::<core::Namespace>()
     },
     // The process kubelet registers its one node here; the scheduler reads labels and taints.
     ResourceType {
-        group: "",
-        version: "v1",
-        plural: "nodes",
-        singular: "node",
-        kind: "Node",
-        namespaced: false,
         short_names: &["no"],
-        categories: &[],
-        verbs: CRUD,
         subresources: &[("status", "Node", STATUS_VERBS)],
-        create_on_update: false,
         returns_deleted_object: true,
         has_status: true,
-        review: false,
-        decode: decode_as::<core::Node>,
         fields: &["spec.unschedulable"],
+        ..ResourceType::typed::<core::Node>()
     },
     ResourceType {
-        group: "",
-        version: "v1",
-        plural: "pods",
-        singular: "pod",
-        kind: "Pod",
-        namespaced: true,
         short_names: &["po"],
         categories: &["all"],
-        verbs: CRUD,
         subresources: &[
             ("attach", "PodAttachOptions", &["create", "get"]),
             ("binding", "Binding", &["create"]),
@@ -116,11 +133,8 @@ static RESOURCES: &[ResourceType] = &[
             ("portforward", "PodPortForwardOptions", &["create", "get"]),
             ("status", "Pod", STATUS_VERBS),
         ],
-        create_on_update: false,
         returns_deleted_object: true,
         has_status: true,
-        review: false,
-        decode: decode_as::<core::Pod>,
         fields: &[
             "spec.nodeName",
             "spec.restartPolicy",
@@ -131,53 +145,19 @@ static RESOURCES: &[ResourceType] = &[
             "status.podIP",
             "status.nominatedNodeName",
         ],
+        ..ResourceType::typed::<core::Pod>()
     },
     ResourceType {
-        group: "",
-        version: "v1",
-        plural: "secrets",
-        singular: "secret",
-        kind: "Secret",
-        namespaced: true,
-        short_names: &[],
-        categories: &[],
-        verbs: CRUD,
-        subresources: &[],
-        create_on_update: false,
-        returns_deleted_object: false,
-        has_status: false,
-        review: false,
-        decode: decode_as::<core::Secret>,
         fields: &["type"],
+        ..ResourceType::typed::<core::Secret>()
     },
     ResourceType {
-        group: "",
-        version: "v1",
-        plural: "configmaps",
-        singular: "configmap",
-        kind: "ConfigMap",
-        namespaced: true,
         short_names: &["cm"],
-        categories: &[],
-        verbs: CRUD,
-        subresources: &[],
-        create_on_update: false,
-        returns_deleted_object: false,
-        has_status: false,
-        review: false,
-        decode: decode_as::<core::ConfigMap>,
-        fields: &[],
+        ..ResourceType::typed::<core::ConfigMap>()
     },
     ResourceType {
-        group: "",
-        version: "v1",
-        plural: "services",
-        singular: "service",
-        kind: "Service",
-        namespaced: true,
         short_names: &["svc"],
         categories: &["all"],
-        verbs: CRUD,
         subresources: &[
             (
                 "proxy",
@@ -186,47 +166,19 @@ static RESOURCES: &[ResourceType] = &[
             ),
             ("status", "Service", STATUS_VERBS),
         ],
-        create_on_update: false,
         returns_deleted_object: true,
         has_status: true,
-        review: false,
-        decode: decode_as::<core::Service>,
-        fields: &[],
+        ..ResourceType::typed::<core::Service>()
     },
     ResourceType {
-        group: "",
-        version: "v1",
-        plural: "serviceaccounts",
-        singular: "serviceaccount",
-        kind: "ServiceAccount",
-        namespaced: true,
         short_names: &["sa"],
-        categories: &[],
-        verbs: CRUD,
         subresources: &[("token", "TokenRequest", &["create"])],
-        create_on_update: false,
         returns_deleted_object: true,
-        has_status: false,
-        review: false,
-        decode: decode_as::<core::ServiceAccount>,
-        fields: &[],
+        ..ResourceType::typed::<core::ServiceAccount>()
     },
     ResourceType {
-        group: "",
-        version: "v1",
-        plural: "events",
-        singular: "event",
-        kind: "Event",
-        namespaced: true,
         short_names: &["ev"],
-        categories: &[],
-        verbs: CRUD,
-        subresources: &[],
         create_on_update: true,
-        returns_deleted_object: false,
-        has_status: false,
-        review: false,
-        decode: decode_as::<core::Event>,
         fields: &[
             "involvedObject.kind",
             "involvedObject.namespace",
@@ -240,132 +192,39 @@ static RESOURCES: &[ResourceType] = &[
             "source",
             "type",
         ],
+        ..ResourceType::typed::<core::Event>()
     },
     ResourceType {
-        group: RBAC_GROUP,
-        version: "v1",
-        plural: "roles",
-        singular: "role",
-        kind: "Role",
-        namespaced: true,
-        short_names: &[],
-        categories: &[],
-        verbs: CRUD,
-        subresources: &[],
         create_on_update: true,
-        returns_deleted_object: false,
-        has_status: false,
-        review: false,
-        decode: decode_as::<rbac::Role>,
-        fields: &[],
+        ..ResourceType::typed::<rbac::Role>()
     },
     ResourceType {
-        group: RBAC_GROUP,
-        version: "v1",
-        plural: "rolebindings",
-        singular: "rolebinding",
-        kind: "RoleBinding",
-        namespaced: true,
-        short_names: &[],
-        categories: &[],
-        verbs: CRUD,
-        subresources: &[],
         create_on_update: true,
-        returns_deleted_object: false,
-        has_status: false,
-        review: false,
-        decode: decode_as::<rbac::RoleBinding>,
-        fields: &[],
+        ..ResourceType::typed::<rbac::RoleBinding>()
     },
     ResourceType {
-        group: RBAC_GROUP,
-        version: "v1",
-        plural: "clusterroles",
-        singular: "clusterrole",
-        kind: "ClusterRole",
-        namespaced: false,
-        short_names: &[],
-        categories: &[],
-        verbs: CRUD,
-        subresources: &[],
         create_on_update: true,
-        returns_deleted_object: false,
-        has_status: false,
-        review: false,
-        decode: decode_as::<rbac::ClusterRole>,
-        fields: &[],
+        ..ResourceType::typed::<rbac::ClusterRole>()
     },
     ResourceType {
-        group: RBAC_GROUP,
-        version: "v1",
-        plural: "clusterrolebindings",
-        singular: "clusterrolebinding",
-        kind: "ClusterRoleBinding",
-        namespaced: false,
-        short_names: &[],
-        categories: &[],
-        verbs: CRUD,
-        subresources: &[],
         create_on_update: true,
-        returns_deleted_object: false,
-        has_status: false,
-        review: false,
-        decode: decode_as::<rbac::ClusterRoleBinding>,
-        fields: &[],
+        ..ResourceType::typed::<rbac::ClusterRoleBinding>()
     },
     ResourceType {
-        group: "policy",
-        version: "v1",
-        plural: "poddisruptionbudgets",
-        singular: "poddisruptionbudget",
-        kind: "PodDisruptionBudget",
-        namespaced: true,
         short_names: &["pdb"],
-        categories: &[],
-        verbs: CRUD,
         subresources: &[("status", "PodDisruptionBudget", STATUS_VERBS)],
-        create_on_update: false,
-        returns_deleted_object: false,
         has_status: true,
-        review: false,
-        decode: decode_as::<policy::PodDisruptionBudget>,
-        fields: &[],
+        ..ResourceType::typed::<policy::PodDisruptionBudget>()
     },
     ResourceType {
-        group: "authorization.k8s.io",
-        version: "v1",
-        plural: "selfsubjectaccessreviews",
-        singular: "selfsubjectaccessreview",
-        kind: "SelfSubjectAccessReview",
-        namespaced: false,
-        short_names: &[],
-        categories: &[],
         verbs: &["create"],
-        subresources: &[],
-        create_on_update: false,
-        returns_deleted_object: false,
-        has_status: false,
         review: true,
-        decode: decode_as::<authz::SelfSubjectAccessReview>,
-        fields: &[],
+        ..ResourceType::typed::<authz::SelfSubjectAccessReview>()
     },
     ResourceType {
-        group: "authentication.k8s.io",
-        version: "v1",
-        plural: "selfsubjectreviews",
-        singular: "selfsubjectreview",
-        kind: "SelfSubjectReview",
-        namespaced: false,
-        short_names: &[],
-        categories: &[],
         verbs: &["create"],
-        subresources: &[],
-        create_on_update: false,
-        returns_deleted_object: false,
-        has_status: false,
         review: true,
-        decode: decode_as::<authn::SelfSubjectReview>,
-        fields: &[],
+        ..ResourceType::typed::<authn::SelfSubjectReview>()
     },
 ];
 
@@ -413,12 +272,8 @@ pub fn groups() -> Vec<(&'static str, &'static str)> {
 
 impl ResourceType {
     /// `v1`, `rbac.authorization.k8s.io/v1`.
-    pub fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.to_owned()
-        } else {
-            format!("{}/{}", self.group, self.version)
-        }
+    pub fn api_version(&self) -> &'static str {
+        self.api_version
     }
 
     pub fn group_resource(&self) -> GroupResource {
