@@ -180,16 +180,6 @@ impl Facts {
         self.worktree
             .get_or_init(|| Worktree::list(&self.project_dir))
     }
-
-    /// Use a known file listing instead of asking git.
-    pub fn with_worktree(self, tree: Worktree) -> Self {
-        let worktree = OnceCell::new();
-        let _ = worktree.set(tree);
-        Self {
-            worktree: Rc::new(worktree),
-            ..self
-        }
-    }
 }
 
 impl Rule {
