@@ -169,14 +169,6 @@ impl Coordinator {
         add_project(&self.shared, &spec)
     }
 
-    pub fn project(&self, path: &str) -> Option<Project> {
-        self.shared.read(|s| s.project(path))
-    }
-
-    pub fn projects(&self) -> Vec<Project> {
-        self.shared.read(|s| s.projects())
-    }
-
     /// `git http-backend` processes running now (each git request has one while it is served).
     pub fn git_backends(&self) -> usize {
         self.shared.read(|s| s.git_backends)
