@@ -182,14 +182,10 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
         if !stopping {
             for step in plan.ready() {
                 match step {
-                    Next::Skip { name, reason } => records.push(Record {
-                        stage: stage_of(&plan, &name),
-                        name,
-                        status: Status::Skipped,
-                        duration: None,
-                        exit_code: None,
-                        detail: reason,
-                    }),
+                    Next::Skip { name, reason } => {
+                        let stage = stage_of(&plan, &name);
+                        records.push(Record::skipped(name, stage, reason));
+                    }
                     Next::Run(name) => queue.push_back(name),
                 }
             }
@@ -286,14 +282,11 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
     if interrupted {
         for j in plan.jobs() {
             if !records.iter().any(|r| r.name == j.name) {
-                records.push(Record {
-                    name: j.name.clone(),
-                    stage: j.stage.clone(),
-                    status: Status::Skipped,
-                    duration: None,
-                    exit_code: None,
-                    detail: "not run: the pipeline was interrupted".to_owned(),
-                });
+                records.push(Record::skipped(
+                    j.name.clone(),
+                    j.stage.clone(),
+                    "not run: the pipeline was interrupted".to_owned(),
+                ));
             }
         }
     }

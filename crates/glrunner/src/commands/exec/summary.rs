@@ -50,6 +50,20 @@ pub struct Record {
     pub detail: String,
 }
 
+impl Record {
+    /// A job that did not run, and why.
+    pub fn skipped(name: String, stage: String, detail: String) -> Self {
+        Self {
+            name,
+            stage,
+            status: Status::Skipped,
+            duration: None,
+            exit_code: None,
+            detail,
+        }
+    }
+}
+
 /// `branch `main`, pipeline source push` for headers.
 pub fn describe(ctx: &LocalContext) -> String {
     let git = &ctx.git;
