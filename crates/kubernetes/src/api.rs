@@ -645,21 +645,8 @@ impl Kube {
         command: &[String],
         params: &AttachParams,
     ) -> Result<Upgraded, KubeError> {
-        let t = Target {
-            group: "",
-            resource: "pods",
-            subresource: "exec",
-            verb: Verb::Create,
-            namespace,
-            name: pod,
-        };
-        let request = kube::core::Request::new(Pod::url_path(&(), Some(namespace)));
-        self.call(t, || async {
-            let mut req = request
-                .exec(pod, command.to_vec(), params)
-                .map_err(kube::Error::BuildRequest)?;
-            req.extensions_mut().insert("exec");
-            upgrade::open(&self.client, req).await
+        self.websocket(namespace, pod, "exec", |r| {
+            r.exec(pod, command.to_vec(), params)
         })
         .await
     }
@@ -671,20 +658,33 @@ impl Kube {
         pod: &str,
         params: &AttachParams,
     ) -> Result<Upgraded, KubeError> {
+        self.websocket(namespace, pod, "attach", |r| r.attach(pod, params))
+            .await
+    }
+
+    /// Open the WebSocket of pod subresource `subresource` (`exec` or `attach`), its request built
+    /// by `build`.
+    async fn websocket(
+        &self,
+        namespace: &str,
+        pod: &str,
+        subresource: &'static str,
+        build: impl Fn(
+            &kube::core::Request,
+        ) -> Result<http::Request<Vec<u8>>, kube::core::request::Error>,
+    ) -> Result<Upgraded, KubeError> {
         let t = Target {
             group: "",
             resource: "pods",
-            subresource: "attach",
+            subresource,
             verb: Verb::Create,
             namespace,
             name: pod,
         };
         let request = kube::core::Request::new(Pod::url_path(&(), Some(namespace)));
         self.call(t, || async {
-            let mut req = request
-                .attach(pod, params)
-                .map_err(kube::Error::BuildRequest)?;
-            req.extensions_mut().insert("attach");
+            let mut req = build(&request).map_err(kube::Error::BuildRequest)?;
+            req.extensions_mut().insert(subresource);
             upgrade::open(&self.client, req).await
         })
         .await
