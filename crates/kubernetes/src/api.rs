@@ -338,18 +338,15 @@ impl Kube {
                 Err(e) => e,
             };
             let failure = Failure::classify(&error);
-            let limit = retry
+            // `retry_limits` entries matching the message: retried, and as often as the most generous says.
+            let by_message = retry
                 .by_message
                 .iter()
                 .filter(|(needle, _)| failure.message.contains(needle.as_str()))
                 .map(|(_, n)| *n)
-                .max()
-                .map_or(retry.limit, |n| n.max(retry.limit));
-            let retriable = failure.transient
-                || retry
-                    .by_message
-                    .iter()
-                    .any(|(needle, _)| failure.message.contains(needle.as_str()));
+                .max();
+            let limit = by_message.map_or(retry.limit, |n| n.max(retry.limit));
+            let retriable = failure.transient || by_message.is_some();
             if retriable && attempt < limit {
                 let wait = failure
                     .retry_after
