@@ -73,22 +73,22 @@ impl LogStream {
 
     fn data(&mut self, mut data: &[u8], out: &mut Vec<Item>) {
         while !data.is_empty() {
-            match data.iter().position(|b| *b == b'\n') {
-                Some(i) => {
-                    self.line.extend_from_slice(&data[..=i]);
-                    data = &data[i + 1..];
-                    let line = std::mem::take(&mut self.line);
-                    self.complete_line(line, out);
-                }
-                None => {
-                    self.line.extend_from_slice(data);
-                    data = &[];
-                    // Only what may become a marker waits for its newline.
-                    if !self.line.starts_with(b"{") || self.line.len() > MAX_MARKER {
-                        let line = std::mem::take(&mut self.line);
-                        self.emit(&line, out);
-                    }
-                }
+            let newline = data.iter().position(|b| *b == b'\n');
+            let (piece, rest) = data.split_at(newline.map_or(data.len(), |i| i + 1));
+            data = rest;
+            // A line that can be neither a marker nor the launcher's blank line goes out unbuffered.
+            if self.line.is_empty() && !piece.starts_with(b"{") && piece != b"\n" {
+                self.emit(piece, out);
+                continue;
+            }
+            self.line.extend_from_slice(piece);
+            if newline.is_some() {
+                let line = std::mem::take(&mut self.line);
+                self.complete_line(line, out);
+            } else if !self.line.starts_with(b"{") || self.line.len() > MAX_MARKER {
+                // Only what may become a marker waits for its newline.
+                let line = std::mem::take(&mut self.line);
+                self.emit(&line, out);
             }
         }
     }
