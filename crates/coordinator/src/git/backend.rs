@@ -178,14 +178,7 @@ pub(crate) async fn serve(
     if let Some(path) = std::env::var_os("PATH") {
         cmd.env("PATH", path);
     }
-    isolate(&mut |k, v| match v {
-        Some(v) => {
-            cmd.env(k, v);
-        }
-        None => {
-            cmd.env_remove(k);
-        }
-    });
+    isolate(cmd.as_std_mut());
     cmd.env("HOME", &req.root)
         .env("GIT_PROJECT_ROOT", &req.root)
         .env("GIT_HTTP_EXPORT_ALL", "1")
@@ -240,6 +233,7 @@ pub(crate) async fn serve(
     };
 
     let mut head = Vec::with_capacity(1024);
+    let mut chunk = vec![0u8; 8 * 1024];
     let (head_len, body_start) = loop {
         if let Some(found) = find_head_end(&head) {
             break found;
@@ -247,7 +241,6 @@ pub(crate) async fn serve(
         if head.len() > MAX_HEAD {
             return Err(BackendError::BadHead);
         }
-        let mut chunk = vec![0u8; 8 * 1024];
         let n = match tokio::time::timeout_at(deadline, stdout.read(&mut chunk)).await {
             Err(_) => return Err(BackendError::Timeout),
             Ok(Err(_)) | Ok(Ok(0)) => {

@@ -33,13 +33,13 @@ const INHERITED_GIT_VARS: &[&str] = &[
 
 /// Keep the host's configuration (signing, hooks paths, url rewrites, credential helpers) out of a
 /// git process the coordinator starts.
-pub(crate) fn isolate(env: &mut dyn FnMut(&str, Option<&str>)) {
+pub(crate) fn isolate(cmd: &mut Command) {
     for var in INHERITED_GIT_VARS {
-        env(var, None);
+        cmd.env_remove(var);
     }
-    env("GIT_CONFIG_NOSYSTEM", Some("1"));
-    env("GIT_CONFIG_GLOBAL", Some("/dev/null"));
-    env("GIT_TERMINAL_PROMPT", Some("0"));
+    cmd.env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0");
 }
 
 /// One git invocation being assembled.
@@ -136,14 +136,7 @@ impl Git {
     fn output(self) -> Result<Output, ProjectError> {
         let command = self.describe();
         let mut cmd = Command::new("git");
-        isolate(&mut |k, v| match v {
-            Some(v) => {
-                cmd.env(k, v);
-            }
-            None => {
-                cmd.env_remove(k);
-            }
-        });
+        isolate(&mut cmd);
         cmd.env("GIT_AUTHOR_NAME", AUTHOR_NAME)
             .env("GIT_AUTHOR_EMAIL", AUTHOR_EMAIL)
             .env("GIT_COMMITTER_NAME", AUTHOR_NAME)
