@@ -159,6 +159,15 @@ fn container<'p>(p: &'p PodPlan, name: &str) -> &'p Container {
         .unwrap_or_else(|| panic!("no container {name}"))
 }
 
+fn volume<'p>(p: &'p PodPlan, name: &str) -> &'p Volume {
+    spec(p)
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == name)
+        .unwrap_or_else(|| panic!("no volume {name}"))
+}
+
 fn env<'c>(c: &'c Container, name: &str) -> Option<&'c EnvVar> {
     c.env.iter().flatten().find(|e| e.name == name)
 }
@@ -276,12 +285,7 @@ fn seed_setup_has_gitlab_runners_layout() {
             "scratch"
         ]
     );
-    let ca = s
-        .volumes
-        .iter()
-        .flatten()
-        .find(|v| v.name == "gitlab-ca")
-        .unwrap();
+    let ca = volume(&p, "gitlab-ca");
     assert_eq!(
         ca.secret.as_ref().unwrap().secret_name.as_deref(),
         Some("gitlab-ca")
@@ -750,12 +754,7 @@ mount_path = "/var/run/docker.sock"
 read_only = true
 "#;
     let p = plan(&config(toml_text), &job_with(&[])).unwrap();
-    let sock = spec(&p)
-        .volumes
-        .iter()
-        .flatten()
-        .find(|v| v.name == "docker-sock")
-        .unwrap();
+    let sock = volume(&p, "docker-sock");
     assert_eq!(
         sock.host_path.as_ref().unwrap().path,
         "/var/run/docker.sock",
@@ -1227,12 +1226,7 @@ path = "/exports/ci"
         ],
         "no repo emptyDir under a PVC"
     );
-    let pvc = spec(&p)
-        .volumes
-        .iter()
-        .flatten()
-        .find(|v| v.name == "builds-2")
-        .unwrap();
+    let pvc = volume(&p, "builds-2");
     assert_eq!(
         pvc.persistent_volume_claim.as_ref().unwrap().claim_name,
         "builds-2"
