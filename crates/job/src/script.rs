@@ -263,10 +263,6 @@ impl BashWriter {
         self.check_exit_code();
     }
 
-    pub fn rm_f(&mut self, path: &str) {
-        self.rm_files(&[path]);
-    }
-
     /// `rm -f` of those of `paths` that exist, in one call, or none when none does.
     pub fn rm_files(&mut self, paths: &[&str]) {
         match paths {
@@ -764,7 +760,7 @@ mod tests {
         let mut w = BashWriter::new(ScriptOptions::default());
         w.mkdir(&p("tree"));
         w.rm_files(&[&p("absent-1"), &p("absent-2")]);
-        w.rm_f(&p("absent-3"));
+        w.rm_files(&[&p("absent-3")]);
         w.rm_rf(&p("absent-dir"));
         w.create_file(&p("created"));
         w.write_file(&p("written"), "it's\n$HOME `id`\n");
