@@ -70,7 +70,14 @@ impl PodLive {
     }
 
     pub fn running(&self, name: &str) -> Option<Arc<Process>> {
-        self.container(name)?.process.filter(|p| p.exit().is_none())
+        self.running_container(name).map(|(_, process)| process)
+    }
+
+    /// The container and its process, while that runs.
+    pub fn running_container(&self, name: &str) -> Option<(LiveContainer, Arc<Process>)> {
+        let lc = self.container(name)?;
+        let process = lc.process.clone().filter(|p| p.exit().is_none())?;
+        Some((lc, process))
     }
 
     fn update(&self, name: &str, f: impl FnOnce(&mut LiveContainer)) {

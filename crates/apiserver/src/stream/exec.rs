@@ -5,7 +5,7 @@
 //! running, its output drained, as a real kubelet does.
 
 use super::websocket::{self, Incoming, Outgoing, Protocol, Refusal};
-use super::{OpenStream, channel_status, dial_error, pick_container};
+use super::{OpenStream, channel_status, dial_error, pod_and_container};
 use crate::api::error_response;
 use crate::kubelet::Shared;
 use crate::kubelet::logfile::Stream;
@@ -62,13 +62,7 @@ pub(crate) async fn serve(s: Arc<Shared>, req: SubresourceRequest) -> Response {
 fn prepare(s: Arc<Shared>, req: SubresourceRequest) -> Result<Response, ApiError> {
     let attach = req.subresource == "attach";
     let p = params(req.request.uri().query());
-    let pod = req
-        .store
-        .get("pods", &req.namespace, &req.name)
-        .ok_or_else(|| {
-            ApiError::not_found(&crate::status::GroupResource::new("", "pods"), &req.name)
-        })?;
-    let container = pick_container(&pod, p.container.as_deref())?;
+    let (pod, container) = pod_and_container(&req, p.container.as_deref())?;
     if !attach && p.command.is_empty() {
         return Err(ApiError::bad_request(
             "you must specify at least one command for the container",
@@ -198,12 +192,9 @@ async fn run_exec(
     out: &mpsc::Sender<Outgoing>,
     mut incoming: mpsc::Receiver<Incoming>,
 ) -> Result<Option<Value>, ApiError> {
-    let live = s.live(ns, name).ok_or_else(|| not_found(container))?;
-    let lc = live
-        .container(container)
-        .ok_or_else(|| not_found(container))?;
-    let process = live
-        .running(container)
+    let (lc, process) = s
+        .live(ns, name)
+        .and_then(|live| live.running_container(container))
         .ok_or_else(|| not_found(container))?;
     let tools = s
         .tools()
@@ -294,12 +285,9 @@ async fn run_attach(
     out: &mpsc::Sender<Outgoing>,
     mut incoming: mpsc::Receiver<Incoming>,
 ) -> Result<Option<Value>, ApiError> {
-    let live = s.live(ns, name).ok_or_else(|| not_found(container))?;
-    let lc = live
-        .container(container)
-        .ok_or_else(|| not_found(container))?;
-    let process = live
-        .running(container)
+    let (lc, process) = s
+        .live(ns, name)
+        .and_then(|live| live.running_container(container))
         .ok_or_else(|| not_found(container))?;
     let mut output = (p.stdout || p.stderr).then(|| process.subscribe());
     // Bounded by the container and the session: each branch ends on exit, close or EOF.

@@ -3,7 +3,7 @@
 //! `follow` until the container ends — with the kubelet's messages for containers that have no
 //! log yet (`is waiting to start: ContainerCreating`, `image can't be pulled`, …).
 
-use super::{OpenStream, container_status, dial_error, pick_container};
+use super::{OpenStream, container_status, dial_error, pod_and_container};
 use crate::api::error_response;
 use crate::kubelet::Shared;
 use crate::kubelet::logfile::{self, ReadOptions};
@@ -169,13 +169,7 @@ enum Start {
 
 fn serve_inner(s: Arc<Shared>, req: SubresourceRequest) -> Result<Response, ApiError> {
     let p = params(&req.name, req.request.uri().query())?;
-    let pod = req
-        .store
-        .get("pods", &req.namespace, &req.name)
-        .ok_or_else(|| {
-            ApiError::not_found(&crate::status::GroupResource::new("", "pods"), &req.name)
-        })?;
-    let container = pick_container(&pod, p.container.as_deref())?;
+    let (pod, container) = pod_and_container(&req, p.container.as_deref())?;
     if str_at(&pod, "/spec/nodeName").is_empty() {
         // A pod without a node has no log yet: an empty answer, as kube-apiserver gives.
         return Ok(text(Body::empty()));

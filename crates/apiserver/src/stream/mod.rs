@@ -13,7 +13,7 @@ pub use websocket::{V4_PROTOCOL, V5_PROTOCOL};
 use crate::api::error_response;
 use crate::kubelet::Shared;
 use crate::server::{Response, SubresourceHandler, SubresourceRequest};
-use crate::status::ApiError;
+use crate::status::{ApiError, GroupResource};
 use serde_json::{Value, json};
 use std::future::Future;
 use std::pin::Pin;
@@ -49,8 +49,21 @@ impl SubresourceHandler for Handler {
     }
 }
 
+/// The pod a stream request names (else a 404) and the container it asks for.
+pub(crate) fn pod_and_container(
+    req: &SubresourceRequest,
+    requested: Option<&str>,
+) -> Result<(Value, String), ApiError> {
+    let pod = req
+        .store
+        .get("pods", &req.namespace, &req.name)
+        .ok_or_else(|| ApiError::not_found(&GroupResource::new("", "pods"), &req.name))?;
+    let container = pick_container(&pod, requested)?;
+    Ok((pod, container))
+}
+
 /// The apiserver's choice of container: the one named (it must exist), else the only one.
-pub(crate) fn pick_container(pod: &Value, requested: Option<&str>) -> Result<String, ApiError> {
+fn pick_container(pod: &Value, requested: Option<&str>) -> Result<String, ApiError> {
     let name = pod
         .pointer("/metadata/name")
         .and_then(Value::as_str)
