@@ -29,8 +29,9 @@ use glrunner_pipeline::{
 use glrunner_protocol::{FailureReason, JobResponse, Secret};
 use glrunner_trace::{JobControl, Trace, TraceConfig};
 use state::ExecState;
-use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -63,7 +64,7 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
             dir.display()
         ))
     })?;
-    path_string(dir.clone())?;
+    require_utf8(&dir)?;
     let mut ctx = LocalContext::discover(&dir);
     for kv in &args.env {
         let (k, v) = kv.split_once('=').ok_or_else(|| {
@@ -174,7 +175,7 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
     // Jobs the plan handed out to run, waiting for a free slot, in run order.
     let mut queue: VecDeque<String> = VecDeque::new();
     // Free slots (`CI_CONCURRENT_ID`, and the checkout directory); the lowest is taken first.
-    let mut free: Vec<usize> = (0..concurrency).rev().collect();
+    let mut free: BinaryHeap<Reverse<usize>> = (0..concurrency).map(Reverse).collect();
     let mut running: JoinSet<Finished> = JoinSet::new();
     let mut checkout_tried = false;
     loop {
@@ -190,7 +191,8 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
                 }
             }
             while !queue.is_empty() && !free.is_empty() {
-                let (Some(name), Some(slot)) = (queue.pop_front(), free.pop()) else {
+                let (Some(name), Some(slot)) = (queue.pop_front(), free.pop().map(|Reverse(s)| s))
+                else {
                     break;
                 };
                 let prefix = terminal::prefix(&name, width, colour);
@@ -259,8 +261,7 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
                 "a job of the pipeline stopped unexpectedly ({e}); this is a bug in glrunner"
             ))
         })?;
-        free.push(done.slot);
-        free.sort_unstable_by(|a, b| b.cmp(a));
+        free.push(Reverse(done.slot));
         let (result, mut record) = result_of(&done.payload, &state, done.outcome, &done.prefix);
         let allowed = result.status == JobStatus::Failed
             && plan
@@ -523,13 +524,14 @@ fn short(sha: &str) -> &str {
     sha.get(..8).unwrap_or(sha)
 }
 
-fn path_string(p: PathBuf) -> Result<String, Failure> {
-    p.into_os_string().into_string().map_err(|p| {
-        Failure::config(format!(
+fn require_utf8(p: &Path) -> Result<(), Failure> {
+    match p.to_str() {
+        Some(_) => Ok(()),
+        None => Err(Failure::config(format!(
             "path {} is not UTF-8; glrunner exec needs UTF-8 paths\n  fix: run it in a directory whose path is UTF-8",
-            Path::new(&p).display()
-        ))
-    })
+            p.display()
+        ))),
+    }
 }
 
 /// First Ctrl-C cancels the running job gracefully (after_script and on-failure uploads still run)
