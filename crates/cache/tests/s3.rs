@@ -6,6 +6,7 @@ use glrunner_cache::test_server::S3Server;
 use glrunner_cache::transfer::{Direction, Downloaded, Transfer, TransferError};
 use glrunner_cache::{CacheBackend, CacheObject, CacheSettings, CacheTarget};
 use glrunner_protocol::Secret;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 use url::Url;
 
@@ -50,6 +51,22 @@ fn client(url: &Url, direction: Direction) -> Transfer {
     Transfer::new(url, TIMEOUT, None, direction).expect("client")
 }
 
+async fn upload(put: &Url, file: &Path) -> Result<u64, TransferError> {
+    client(put, Direction::Upload).upload(put, file).await
+}
+
+async fn download(get: &Url, dest: &Path) -> Result<Downloaded, TransferError> {
+    client(get, Direction::Download).download(get, dest).await
+}
+
+/// A temporary directory holding `cache.zip` with `content`.
+fn archive_file(content: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("cache.zip");
+    std::fs::write(&archive, content).expect("archive");
+    (dir, archive)
+}
+
 fn random_bytes(len: usize) -> Vec<u8> {
     let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ len as u64;
     (0..len)
@@ -76,25 +93,17 @@ async fn presigned_put_then_get_round_trips_real_bytes() {
         SystemTime::now(),
         Duration::from_secs(3600),
     );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let archive = dir.path().join("cache.zip");
     let content = random_bytes(3 * 1024 * 1024 + 17);
-    std::fs::write(&archive, &content).expect("archive");
+    let (dir, archive) = archive_file(&content);
 
-    let sent = client(&put, Direction::Upload)
-        .upload(&put, &archive)
-        .await
-        .expect("upload");
+    let sent = upload(&put, &archive).await.expect("upload");
     assert_eq!(sent, content.len() as u64);
     let stored = std::fs::read(s3.object_path(BUCKET, "runner/xY12ab34/project/7/build/main"))
         .expect("the store holds the object under gitlab-runner's object name");
     assert!(stored == content, "stored bytes differ");
 
     let restored = dir.path().join("restored/cache.zip");
-    let outcome = client(&get, Direction::Download)
-        .download(&get, &restored)
-        .await
-        .expect("download");
+    let outcome = download(&get, &restored).await.expect("download");
     assert_eq!(
         outcome,
         Downloaded::Saved {
@@ -104,10 +113,7 @@ async fn presigned_put_then_get_round_trips_real_bytes() {
     assert!(std::fs::read(&restored).expect("restored") == content);
 
     // The restored file carries the object's time, so the next download is skipped.
-    let again = client(&get, Direction::Download)
-        .download(&get, &restored)
-        .await
-        .expect("second download");
+    let again = download(&get, &restored).await.expect("second download");
     assert_eq!(again, Downloaded::UpToDate);
 }
 
@@ -122,10 +128,7 @@ async fn a_missing_object_is_missing_not_an_error() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let dest = dir.path().join("cache.zip");
-    let outcome = client(&get, Direction::Download)
-        .download(&get, &dest)
-        .await
-        .expect("404 is an answer");
+    let outcome = download(&get, &dest).await.expect("404 is an answer");
     assert_eq!(outcome, Downloaded::Missing);
     assert!(!dest.exists());
 }
@@ -136,14 +139,9 @@ async fn wrong_credentials_reach_the_caller_with_the_s3_error() {
     let mut wrong = settings(&s3);
     wrong.s3.secret_key = Secret::new("not-the-secret-key");
     let (get, put) = urls(&wrong, "k", SystemTime::now(), Duration::from_secs(600));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let archive = dir.path().join("cache.zip");
-    std::fs::write(&archive, b"PK").expect("archive");
+    let (dir, archive) = archive_file(b"PK");
 
-    let error = client(&put, Direction::Upload)
-        .upload(&put, &archive)
-        .await
-        .expect_err("wrong secret key");
+    let error = upload(&put, &archive).await.expect_err("wrong secret key");
     assert_eq!(error.status(), Some(403), "{error:?}");
     assert_eq!(error.storage_code(), Some("SignatureDoesNotMatch"));
     let text = error.to_string();
@@ -162,15 +160,13 @@ async fn wrong_credentials_reach_the_caller_with_the_s3_error() {
     let mut unknown = settings(&s3);
     unknown.s3.access_key = "AKNOBODY".into();
     let (_, put) = urls(&unknown, "k", SystemTime::now(), Duration::from_secs(600));
-    let error = client(&put, Direction::Upload)
-        .upload(&put, &archive)
+    let error = upload(&put, &archive)
         .await
         .expect_err("unknown access key");
     assert_eq!(error.status(), Some(403), "{error:?}");
     assert!(error.storage_code().is_some(), "{error:?}");
 
-    let error = client(&get, Direction::Download)
-        .download(&get, &dir.path().join("out.zip"))
+    let error = download(&get, &dir.path().join("out.zip"))
         .await
         .expect_err("download with the wrong key");
     assert_eq!(error.storage_code(), Some("SignatureDoesNotMatch"));
@@ -187,22 +183,16 @@ async fn expired_urls_are_refused_and_explained() {
         two_hours_ago,
         Duration::from_secs(3600),
     );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let archive = dir.path().join("cache.zip");
-    std::fs::write(&archive, b"PK").expect("archive");
+    let (dir, archive) = archive_file(b"PK");
 
-    let error = client(&put, Direction::Upload)
-        .upload(&put, &archive)
-        .await
-        .expect_err("expired PUT");
+    let error = upload(&put, &archive).await.expect_err("expired PUT");
     assert_eq!(error.status(), Some(403));
     assert_eq!(error.storage_code(), Some("AccessDenied"));
     let text = error.to_string();
     assert!(text.contains("Request has expired"), "{text}");
     assert!(text.contains("presigned URL expired"), "{text}");
 
-    let error = client(&get, Direction::Download)
-        .download(&get, &dir.path().join("out.zip"))
+    let error = download(&get, &dir.path().join("out.zip"))
         .await
         .expect_err("expired GET");
     assert_eq!(error.storage_code(), Some("AccessDenied"));
@@ -214,10 +204,7 @@ async fn expired_urls_are_refused_and_explained() {
         SystemTime::now(),
         Duration::from_secs(3600),
     );
-    client(&fresh, Direction::Upload)
-        .upload(&fresh, &archive)
-        .await
-        .expect("fresh URL");
+    upload(&fresh, &archive).await.expect("fresh URL");
 }
 
 #[tokio::test]
@@ -272,13 +259,8 @@ async fn an_unreachable_server_is_tried_three_times_and_explained() {
         "http://{addr}/runner-cache/k?X-Amz-Signature=abcdef"
     ))
     .expect("url");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let archive = dir.path().join("cache.zip");
-    std::fs::write(&archive, b"PK").expect("archive");
-    let error = client(&url, Direction::Upload)
-        .upload(&url, &archive)
-        .await
-        .expect_err("nothing listens");
+    let (_dir, archive) = archive_file(b"PK");
+    let error = upload(&url, &archive).await.expect_err("nothing listens");
     assert!(
         matches!(error, TransferError::Unreachable { attempts: 3, .. }),
         "{error:?}"
