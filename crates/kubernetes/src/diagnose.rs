@@ -6,7 +6,7 @@
 use crate::pod::{BUILD_CONTAINER, HELPER_CONTAINER, INIT_CONTAINER};
 use crate::watch::{PodState, Warning};
 use glrunner_protocol::FailureReason;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
 
 /// Where the job runs, for explanations.
 #[derive(Debug, Clone, Default)]
@@ -70,26 +70,24 @@ fn is_service(name: &str) -> bool {
     ![BUILD_CONTAINER, HELPER_CONTAINER, INIT_CONTAINER].contains(&name)
 }
 
+/// The spec of the (init) container `name`.
+fn container_spec<'p>(pod: &'p Pod, name: &str) -> Option<&'p Container> {
+    let spec = pod.spec.as_ref()?;
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .find(|c| c.name == name)
+}
+
 fn image_of(pod: &Pod, container: &str) -> String {
-    pod.spec
-        .as_ref()
-        .and_then(|s| {
-            s.containers
-                .iter()
-                .chain(s.init_containers.iter().flatten())
-                .find(|c| c.name == container)
-        })
+    container_spec(pod, container)
         .and_then(|c| c.image.clone())
         .unwrap_or_default()
 }
 
 fn memory_limit(pod: &Pod, container: &str) -> Option<String> {
     let spec = pod.spec.as_ref()?;
-    let c = spec
-        .containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten())
-        .find(|c| c.name == container)?;
+    let c = container_spec(pod, container)?;
     c.resources
         .as_ref()?
         .limits
