@@ -291,16 +291,17 @@ exit 0
 
     /// Every call, one line each: `CALL [helper] [<subcommand>] [arg]… TOKEN=[…] CWD=[…] FROM_STEP=[…]`.
     pub fn calls(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.join("calls.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        self.log_lines("calls.log")
     }
 
     /// What each call saw of its environment, one line each.
     pub fn env_log(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.join("env.log"))
+        self.log_lines("env.log")
+    }
+
+    /// The lines of one of the logs the helper writes (none before its first call).
+    fn log_lines(&self, name: &str) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join(name))
             .unwrap_or_default()
             .lines()
             .map(str::to_owned)
