@@ -406,6 +406,17 @@ struct Session {
     helper: Option<Conn>,
 }
 
+impl Session {
+    /// The attach connection to `container` (the build or the helper container).
+    fn attach_slot(&mut self, container: &str) -> &mut Option<Conn> {
+        if container == BUILD_CONTAINER {
+            &mut self.build
+        } else {
+            &mut self.helper
+        }
+    }
+}
+
 /// What woke a stage up.
 enum Wake {
     Log(Event),
@@ -896,25 +907,18 @@ impl JobPod {
             .await
         {
             Ok(c) => {
-                let conn = Some(Conn::start(c));
-                if container == BUILD_CONTAINER {
-                    self.session.build = conn;
-                } else {
-                    self.session.helper = conn;
-                }
+                *self.session.attach_slot(container) = Some(Conn::start(c));
                 Ok(())
             }
             Err(e) => Err(self.explain(kube_error(e)).await),
         }
     }
 
-    fn attached(&self, container: &'static str) -> Option<&Conn> {
-        let c = if container == BUILD_CONTAINER {
-            &self.session.build
-        } else {
-            &self.session.helper
-        };
-        c.as_ref().filter(|c| !c.is_closed())
+    fn attached(&mut self, container: &'static str) -> Option<&Conn> {
+        self.session
+            .attach_slot(container)
+            .as_ref()
+            .filter(|c| !c.is_closed())
     }
 
     /// Write `line` to `container`'s shell, attaching (again) when needed.
@@ -932,11 +936,7 @@ impl JobPod {
             {
                 return Ok(());
             }
-            if container == BUILD_CONTAINER {
-                self.session.build = None;
-            } else {
-                self.session.helper = None;
-            }
+            self.drop_attach(container);
         }
         let error = ExecutorError::system(format!(
             "a command could not be sent to the {container} container of pod {}/{}: its attach connection keeps closing",
@@ -1250,11 +1250,7 @@ impl JobPod {
     }
 
     fn drop_attach(&mut self, container: &str) {
-        if container == BUILD_CONTAINER {
-            self.session.build = None;
-        } else {
-            self.session.helper = None;
-        }
+        *self.session.attach_slot(container) = None;
     }
 
     /// Stop stage `id`: TERM to its process group, KILL after the grace period.
