@@ -3,14 +3,13 @@
 
 mod common;
 
-use common::fixture;
+use common::{fixture, git};
 use glrunner_pipeline::{
     AllowFailure, GitFacts, JobResult, JobState, JobStatus, LocalArtifacts, LocalContext, Next,
     Pipeline, PipelineError, Plan, Selection,
 };
 use glrunner_protocol::JobResponse;
 use std::path::PathBuf;
-use std::process::Command;
 
 fn shop_dir() -> PathBuf {
     fixture("shop")
@@ -417,13 +416,9 @@ fn inherit_and_nested_references_shape_the_lint_job() {
     assert_eq!(docs.cache[0].policy, "pull");
 }
 
-fn git_blob(path: &std::path::Path) -> String {
-    let out = Command::new("git")
-        .args(["hash-object", "--"])
-        .arg(path)
-        .output()
-        .expect("git runs");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+/// The git blob id of the shop fixture's file `path`, as git computes it.
+fn git_blob(path: &str) -> String {
+    git(&shop_dir(), &["hash-object", "--", path])
 }
 
 fn sha1_hex(text: &str) -> String {
@@ -439,7 +434,7 @@ fn cache_keys_from_files_digest_the_blob_ids_like_gitlab() {
     let ctx = on(Some("feature/cart"), None);
     let pipeline = shop(&ctx);
     let build = pipeline.job_payload("backend:build", &ctx).unwrap();
-    let blob = git_blob(&shop_dir().join("backend/go.sum"));
+    let blob = git_blob("backend/go.sum");
     // No prefix: the cache's index in the list; then GitLab's unprotected-ref suffix.
     assert_eq!(
         build.cache[0].key,
@@ -449,7 +444,7 @@ fn cache_keys_from_files_digest_the_blob_ids_like_gitlab() {
     assert_eq!(build.cache[0].policy, "pull-push");
 
     let web = pipeline.job_payload("frontend:build", &ctx).unwrap();
-    let blob = git_blob(&shop_dir().join("frontend/package-lock.json"));
+    let blob = git_blob("frontend/package-lock.json");
     assert_eq!(
         web.cache[0].key,
         format!("npm-{}-non_protected", sha1_hex(&blob))
