@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Fixture, have, set_mtime};
+use common::{Fixture, have, run_ok, set_mtime};
 use flate2::bufread::GzDecoder;
 use glrunner_archive::{
     ArtifactFormat, CompressionLevel, Spec, WriteError, write_archive, write_gzip, write_raw,
@@ -58,12 +58,7 @@ fn one_member_per_file_readable_by_gzip() {
     if have("gzip") {
         let path = f.outside().join("junit.xml.gz");
         std::fs::write(&path, &out).unwrap();
-        let dc = Command::new("gzip").arg("-dc").arg(&path).output().unwrap();
-        assert!(
-            dc.status.success(),
-            "{}",
-            String::from_utf8_lossy(&dc.stderr)
-        );
+        let dc = run_ok(Command::new("gzip").arg("-dc").arg(&path));
         assert_eq!(
             dc.stdout,
             "reports/a.xmlreports/b.xmlreports/ü.xml".as_bytes()

@@ -2,27 +2,22 @@
 
 mod common;
 
-use common::{Fixture, lines, names, warnings};
+use common::{Fixture, lines, names, run_ok, warnings};
 use glrunner_archive::Spec;
 use std::path::Path;
 use std::process::Command;
 
 fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=glrunner",
-            "-c",
-            "user.email=glrunner@example.invalid",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("git")
+            .args([
+                "-c",
+                "user.name=glrunner",
+                "-c",
+                "user.email=glrunner@example.invalid",
+            ])
+            .args(args)
+            .current_dir(dir),
     );
 }
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Fixture, have, mode, mtime, set_mode, set_mtime};
+use common::{Fixture, have, mode, mtime, run_ok, set_mode, set_mtime};
 use glrunner_archive::{CompressionLevel, Selection, Spec, extract_zip, write_zip, write_zip_file};
 use std::fs;
 use std::io::Write;
@@ -141,29 +141,15 @@ fn round_trip_through_info_zip_unzip() {
     let archive = f.outside().join("out.zip");
     fs::write(&archive, zip_bytes(&s, CompressionLevel::Default)).unwrap();
 
-    let test = Command::new("unzip")
-        .arg("-tq")
-        .arg(&archive)
-        .output()
-        .unwrap();
-    assert!(
-        test.status.success(),
-        "unzip -t: {}",
-        String::from_utf8_lossy(&test.stdout)
-    );
+    run_ok(Command::new("unzip").arg("-tq").arg(&archive));
 
     let dest = f.outside().join("unzipped");
-    let out = Command::new("unzip")
-        .arg("-q")
-        .arg(&archive)
-        .arg("-d")
-        .arg(&dest)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "unzip: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("unzip")
+            .arg("-q")
+            .arg(&archive)
+            .arg("-d")
+            .arg(&dest),
     );
     // unzip sets directory times too, but only for directories it created itself.
     assert_same_tree(&s, &dest, false);
@@ -177,17 +163,12 @@ fn archives_made_by_info_zip_extract_with_our_code() {
     }
     let f = fixture();
     let archive = f.outside().join("infozip.zip");
-    let out = Command::new("zip")
-        .args(["-qry"])
-        .arg(&archive)
-        .arg(".")
-        .current_dir(&f.project)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "zip: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("zip")
+            .args(["-qry"])
+            .arg(&archive)
+            .arg(".")
+            .current_dir(&f.project),
     );
     let dest = f.outside().join("restored");
     let report = extract_zip(&archive, &dest).unwrap();
