@@ -123,17 +123,7 @@ async fn run_never_writes_config_toml_and_keeps_its_system_id_across_restarts() 
         .unwrap();
 
     // Start again without rewriting the config.
-    let mut gl = Glrunner::spawn(
-        env.dir.path(),
-        &[
-            "run",
-            "-c",
-            path_str(&env.config_path()),
-            "--state-dir",
-            path_str(&env.state_dir()),
-        ],
-        None,
-    );
+    let mut gl = env.spawn_run(&[]);
     let id = env.gitlab.enqueue(job(&["echo two"])).unwrap();
     let done = env.finished(&gl, id, WAIT).await;
     gl.stop().await;

@@ -34,20 +34,7 @@ fn write_config(env: &TestEnv, lines: &[&str]) {
 }
 
 fn start(env: &TestEnv, kubeconfig: &Path) -> Glrunner {
-    let config = env.config_path();
-    let state = env.state_dir();
-    Glrunner::spawn_with_env(
-        env.dir.path(),
-        &[
-            "run",
-            "-c",
-            path_str(&config),
-            "--state-dir",
-            path_str(&state),
-        ],
-        None,
-        &[("KUBECONFIG", path_str(kubeconfig))],
-    )
+    env.spawn_run(&[("KUBECONFIG", path_str(kubeconfig))])
 }
 
 async fn setup(grant: bool) -> Option<(TestEnv, KubeEnv)> {

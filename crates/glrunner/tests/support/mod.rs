@@ -224,6 +224,11 @@ impl TestEnv {
     /// `start` with extra environment variables for glrunner.
     pub fn start_with_env(&self, cfg: &RunConfig, env: &[(&str, &str)]) -> Glrunner {
         self.write_config(cfg);
+        self.spawn_run(env)
+    }
+
+    /// Start `glrunner run -c … --state-dir …` on the config.toml as it is, with extra environment.
+    pub fn spawn_run(&self, env: &[(&str, &str)]) -> Glrunner {
         let config = self.config_path();
         let state = self.state_dir();
         Glrunner::spawn_with_env(
