@@ -159,6 +159,13 @@ pub enum JobState {
     },
 }
 
+impl JobState {
+    /// Finished or skipped: nothing more will happen to the job.
+    fn is_over(&self) -> bool {
+        matches!(self, JobState::Finished { .. } | JobState::Skipped { .. })
+    }
+}
+
 /// Misuse of a plan by the runner driving it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
@@ -274,19 +281,14 @@ impl<'p> Plan<'p> {
 
     /// Whether every job has finished or been skipped.
     pub fn is_done(&self) -> bool {
-        self.states
-            .iter()
-            .all(|s| matches!(s, JobState::Finished { .. } | JobState::Skipped { .. }))
+        self.states.iter().all(JobState::is_over)
     }
 
     /// Whether every job job `i` waits for has finished or been skipped.
     fn prerequisites_done(&self, i: usize) -> bool {
-        self.prerequisite_indices(i).into_iter().all(|j| {
-            matches!(
-                self.states[j],
-                JobState::Finished { .. } | JobState::Skipped { .. }
-            )
-        })
+        self.prerequisite_indices(i)
+            .into_iter()
+            .all(|j| self.states[j].is_over())
     }
 
     /// Decide pending job `i`: run it (marked running) or skip it (recorded, with the reason).
