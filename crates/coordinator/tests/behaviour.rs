@@ -528,32 +528,22 @@ async fn admin_http_api_drives_a_job() {
 
 #[tokio::test]
 async fn binary_prints_its_url_and_tokens_and_serves() {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_glrunner-coordinator"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--runner-token",
-            "glrt-t1_binarytesttoken0000",
-            "--long-poll",
-            "0",
-            "--trace-interval",
-            "3",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--runner-token",
+        "glrt-t1_binarytesttoken0000",
+        "--long-poll",
+        "0",
+        "--trace-interval",
+        "3",
+    ]
+    .map(String::from);
+    // Three lines: URL, admin URL, the runner token.
+    let (mut child, lines) = start_binary(&args, 3).await;
     let mut url = None;
     let mut token_line = None;
-    // Three lines: URL, admin URL, the runner token.
-    for _ in 0..3 {
-        let line = tokio::time::timeout(WAIT, lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+    for line in lines {
         if let Some(u) = line.strip_prefix("glrunner-coordinator listening on ") {
             url = Some(u.to_owned());
         }

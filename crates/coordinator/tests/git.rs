@@ -1186,31 +1186,22 @@ async fn admin_api_creates_projects_commits_and_jobs() {
 #[tokio::test]
 async fn binary_serves_a_project_directory() {
     let tree = fixture_tree();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_glrunner-coordinator"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--runner-token",
-            "glrt-t1_binarygittoken00000",
-            "--long-poll",
-            "0",
-            "--project",
-        ])
-        .arg(format!("acme/demo={}", tree.path().display()))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut url, mut project_line) = (None, None);
+    let mut args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--runner-token",
+        "glrt-t1_binarygittoken00000",
+        "--long-poll",
+        "0",
+        "--project",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.push(format!("acme/demo={}", tree.path().display()));
     // URL, admin URL, runner token, project.
-    for _ in 0..4 {
-        let line = tokio::time::timeout(WAIT, lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+    let (mut child, lines) = start_binary(&args, 4).await;
+    let (mut url, mut project_line) = (None, None);
+    for line in lines {
         if let Some(u) = line.strip_prefix("glrunner-coordinator listening on ") {
             url = Some(u.to_owned());
         }

@@ -141,3 +141,27 @@ pub fn job_id(job: &Value) -> i64 {
 pub fn job_token(job: &Value) -> String {
     job["token"].as_str().expect("job token").to_owned()
 }
+
+/// Start the `glrunner-coordinator` binary with `args` and read the first `lines` lines it prints
+/// (each within [`WAIT`]). The child is killed when dropped.
+pub async fn start_binary(args: &[String], lines: usize) -> (tokio::process::Child, Vec<String>) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_glrunner-coordinator"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::with_capacity(lines);
+    for _ in 0..lines {
+        let line = tokio::time::timeout(WAIT, out.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        printed.push(line);
+    }
+    (child, printed)
+}
