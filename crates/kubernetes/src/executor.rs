@@ -993,8 +993,8 @@ impl JobPod {
 
     /// Whether the watched pod state shows a failure.
     async fn pod_failed(&self) -> Result<(), ExecutorError> {
-        let state = self.sub.rx.borrow().clone();
-        match diagnose::failure(&state, &self.ctx) {
+        let found = diagnose::failure(&self.sub.rx.borrow(), &self.ctx);
+        match found {
             Some(f) => Err(self.pod_error(f).await),
             None => Ok(()),
         }
