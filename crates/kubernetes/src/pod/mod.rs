@@ -82,21 +82,19 @@ done; echo 'glrunner: this image has no bash or sh (looked in /usr/local/bin, /u
 
 /// The builds dir of Kubernetes jobs (`builds_dir`, default `/builds`).
 pub fn builds_dir(ctx: &RunnerContext) -> String {
-    ctx.builds_dir
-        .as_ref()
-        .and_then(|d| d.to_str())
-        .filter(|d| !d.is_empty())
-        .unwrap_or(DEFAULT_BUILDS_DIR)
-        .to_owned()
+    dir_or(ctx.builds_dir.as_deref(), DEFAULT_BUILDS_DIR)
 }
 
 /// The local cache dir as job containers see it (`cache_dir`, default `/cache`).
 pub fn cache_dir(ctx: &RunnerContext) -> String {
-    ctx.cache_dir
-        .as_ref()
-        .and_then(|d| d.to_str())
+    dir_or(ctx.cache_dir.as_deref(), DEFAULT_CACHE_DIR)
+}
+
+/// A configured directory, or `default` when it is unset, empty or not UTF-8.
+fn dir_or(dir: Option<&std::path::Path>, default: &str) -> String {
+    dir.and_then(|d| d.to_str())
         .filter(|d| !d.is_empty())
-        .unwrap_or(DEFAULT_CACHE_DIR)
+        .unwrap_or(default)
         .to_owned()
 }
 
