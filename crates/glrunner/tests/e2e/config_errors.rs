@@ -20,14 +20,19 @@ async fn run_with(env: &TestEnv, text: &str) -> CommandResult {
     .await
 }
 
+/// config.toml: `globals`, then the test runner's `[[runners]]` entry.
+fn with_globals(env: &TestEnv, globals: &str) -> String {
+    format!(
+        "{globals}\n[[runners]]\n  name = \"e2e\"\n  url = \"{}\"\n  token = \"{}\"\n  executor = \"shell\"\n",
+        env.gitlab.url(),
+        env.token()
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn syntax_error_names_line_and_column_and_exits_78() {
     let env = TestEnv::new().await;
-    let text = format!(
-        "concurrent = 1\ncheck_interval = = 3\n\n[[runners]]\n  name = \"e2e\"\n  url = \"{}\"\n  token = \"{}\"\n  executor = \"shell\"\n",
-        env.gitlab.url(),
-        env.token()
-    );
+    let text = with_globals(&env, "concurrent = 1\ncheck_interval = = 3\n");
     let out = run_with(&env, &text).await;
     assert_eq!(out.code(), Some(78), "{}", out.output);
     assert!(out.output.contains("config.toml:2:18"), "{}", out.output);
@@ -38,11 +43,7 @@ async fn syntax_error_names_line_and_column_and_exits_78() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_value_names_line_and_column_and_the_fix() {
     let env = TestEnv::new().await;
-    let text = format!(
-        "# comment\nconcurrent = 0\n\n[[runners]]\n  name = \"e2e\"\n  url = \"{}\"\n  token = \"{}\"\n  executor = \"shell\"\n",
-        env.gitlab.url(),
-        env.token()
-    );
+    let text = with_globals(&env, "# comment\nconcurrent = 0\n");
     let out = run_with(&env, &text).await;
     assert_eq!(out.code(), Some(78), "{}", out.output);
     assert!(out.output.contains("config.toml:2:14"), "{}", out.output);
