@@ -90,75 +90,65 @@ impl<'a> Authorizer<'a> {
                 .map(|rt| self.store.list(rt, ns).0)
                 .unwrap_or_default()
         };
-        for binding in list("clusterrolebindings", None) {
-            let Some(subject) = applies_to(a.user, &binding, "") else {
-                continue;
-            };
-            let role_name = str_at(&binding, "/roleRef/name");
-            match self.cluster_role_rules(role_name) {
-                None => errors.push(format!(
-                    "clusterrole.rbac.authorization.k8s.io {} not found",
-                    go_quote(role_name)
-                )),
-                Some(rules) => {
-                    if rules.iter().any(|r| rule_allows(a, r)) {
-                        return Decision {
-                            allowed: true,
-                            reason: format!(
-                                "RBAC: allowed by ClusterRoleBinding {} of ClusterRole {} to {}",
-                                go_quote(str_at(&binding, "/metadata/name")),
-                                go_quote(role_name),
-                                describe_subject(&subject, "")
-                            ),
-                        };
-                    }
-                }
-            }
-        }
         let namespace = a
             .resource
             .as_ref()
             .map(|r| r.namespace.as_str())
             .unwrap_or_default();
-        if !namespace.is_empty() {
-            for binding in list("rolebindings", Some(namespace)) {
-                let Some(subject) = applies_to(a.user, &binding, namespace) else {
-                    continue;
-                };
-                let kind = str_at(&binding, "/roleRef/kind");
-                let role_name = str_at(&binding, "/roleRef/name");
-                let rules = if kind == "ClusterRole" {
-                    self.cluster_role_rules(role_name)
+        // Cluster-wide bindings first; a namespaced request's role bindings only if none allowed it.
+        let cluster = list("clusterrolebindings", None)
+            .into_iter()
+            .map(|b| (b, ""));
+        let local = std::iter::once(namespace)
+            .filter(|ns| !ns.is_empty())
+            .flat_map(|ns| {
+                list("rolebindings", Some(ns))
+                    .into_iter()
+                    .map(move |b| (b, ns))
+            });
+        for (binding, ns) in cluster.chain(local) {
+            let Some(subject) = applies_to(a.user, &binding, ns) else {
+                continue;
+            };
+            // A ClusterRoleBinding can only name a ClusterRole.
+            let kind = if ns.is_empty() {
+                "ClusterRole"
+            } else {
+                str_at(&binding, "/roleRef/kind")
+            };
+            let role_name = str_at(&binding, "/roleRef/name");
+            let rules = if kind == "ClusterRole" {
+                self.cluster_role_rules(role_name)
+            } else {
+                self.role_rules(ns, role_name)
+            };
+            let Some(rules) = rules else {
+                let what = if kind == "ClusterRole" {
+                    "clusterrole"
                 } else {
-                    self.role_rules(namespace, role_name)
+                    "role"
                 };
-                match rules {
-                    None => errors.push(format!(
-                        "{}.rbac.authorization.k8s.io {} not found",
-                        if kind == "ClusterRole" {
-                            "clusterrole"
-                        } else {
-                            "role"
-                        },
-                        go_quote(role_name)
-                    )),
-                    Some(rules) => {
-                        if rules.iter().any(|r| rule_allows(a, r)) {
-                            return Decision {
-                                allowed: true,
-                                reason: format!(
-                                    "RBAC: allowed by RoleBinding {} of {kind} {} to {}",
-                                    go_quote(&format!(
-                                        "{}/{namespace}",
-                                        str_at(&binding, "/metadata/name")
-                                    )),
-                                    go_quote(role_name),
-                                    describe_subject(&subject, namespace)
-                                ),
-                            };
-                        }
-                    }
-                }
+                errors.push(format!(
+                    "{what}.rbac.authorization.k8s.io {} not found",
+                    go_quote(role_name)
+                ));
+                continue;
+            };
+            if rules.iter().any(|r| rule_allows(a, r)) {
+                let name = str_at(&binding, "/metadata/name");
+                let by = if ns.is_empty() {
+                    format!("ClusterRoleBinding {}", go_quote(name))
+                } else {
+                    format!("RoleBinding {}", go_quote(&format!("{name}/{ns}")))
+                };
+                return Decision {
+                    allowed: true,
+                    reason: format!(
+                        "RBAC: allowed by {by} of {kind} {} to {}",
+                        go_quote(role_name),
+                        describe_subject(&subject, ns)
+                    ),
+                };
             }
         }
         let reason = match errors.len() {
