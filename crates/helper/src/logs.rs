@@ -59,6 +59,8 @@ fn parse_interval(value: &str) -> Result<Duration, String> {
 /// (a partial line, or a long line cut into pieces). Concatenating the records' bytes gives the file
 /// exactly, so a reader that lost the connection resumes at the `end` of the last record it has.
 pub mod record {
+    use std::io::Write;
+
     /// The most bytes of the file one record carries.
     pub const MAX_DATA: usize = 16 * 1024;
 
@@ -80,7 +82,8 @@ pub mod record {
                 _ => (rest.len().min(MAX_DATA), false),
             };
             let piece_end = start + (at + len + usize::from(complete)) as u64;
-            out.extend_from_slice(piece_end.to_string().as_bytes());
+            // Writing into a Vec cannot fail; no String per record.
+            let _ = write!(out, "{piece_end}");
             out.push(if complete { b' ' } else { b'+' });
             out.extend_from_slice(&rest[..len]);
             out.push(b'\n');
@@ -119,24 +122,26 @@ pub mod record {
         /// The next whole record, if one has arrived.
         pub fn next_record(&mut self) -> Option<Result<Record, DecodeError>> {
             let nl = self.buf.iter().position(|b| *b == b'\n')?;
-            let line: Vec<u8> = self.buf.drain(..=nl).collect();
-            let line = &line[..line.len() - 1];
+            // The record's bytes are the line itself, less its prefix (one allocation per record).
+            let mut line: Vec<u8> = self.buf.drain(..=nl).collect();
+            let text_len = line.len() - 1;
             let digits = line.iter().take_while(|b| b.is_ascii_digit()).count();
             let parsed = std::str::from_utf8(&line[..digits])
                 .ok()
                 .and_then(|s| s.parse::<u64>().ok());
-            let result = match (parsed, line.get(digits)) {
+            let result = match (parsed, line[..text_len].get(digits)) {
                 (Some(end), Some(b' ')) => {
-                    let mut data = line[digits + 1..].to_vec();
-                    data.push(b'\n');
-                    Ok(Record { end, data })
+                    // The newline the file had is the line's own.
+                    line.drain(..=digits);
+                    Ok(Record { end, data: line })
                 }
-                (Some(end), Some(b'+')) if line.len() > digits + 1 => Ok(Record {
-                    end,
-                    data: line[digits + 1..].to_vec(),
-                }),
+                (Some(end), Some(b'+')) if text_len > digits + 1 => {
+                    line.truncate(text_len);
+                    line.drain(..=digits);
+                    Ok(Record { end, data: line })
+                }
                 _ => Err(DecodeError(
-                    String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned(),
+                    String::from_utf8_lossy(&line[..text_len.min(80)]).into_owned(),
                 )),
             };
             Some(result)
