@@ -11,7 +11,9 @@ use crate::pod::{JOB_TOKEN_KEY, LABEL_JOB_ID, LABEL_SYSTEM_ID};
 use glrunner_protocol::Secret as Token;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::Resource;
 use kube::api::{DeleteParams, ListParams, PropagationPolicy};
+use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 
 /// A job whose objects a previous run left behind.
@@ -96,32 +98,37 @@ pub async fn sweep(kube: &Kube, namespace: &str, system_id: &str) -> Result<Swep
         propagation_policy: Some(PropagationPolicy::Background),
         ..DeleteParams::default()
     };
-    for p in &pods {
-        let name = p.metadata.name.clone().unwrap_or_default();
-        kube.delete::<Pod>(namespace, &name, &now).await?;
-        deleted.push(format!("pod/{name}"));
-    }
-    for s in &secrets {
-        let name = s.metadata.name.clone().unwrap_or_default();
-        kube.delete::<Secret>(namespace, &name, &DeleteParams::default())
-            .await?;
-        deleted.push(format!("secret/{name}"));
-    }
-    for s in &services {
-        let name = s.metadata.name.clone().unwrap_or_default();
-        kube.delete::<Service>(namespace, &name, &DeleteParams::default())
-            .await?;
-        deleted.push(format!("service/{name}"));
-    }
-    for b in &budgets {
-        let name = b.metadata.name.clone().unwrap_or_default();
-        kube.delete::<PodDisruptionBudget>(namespace, &name, &DeleteParams::default())
-            .await?;
-        deleted.push(format!("poddisruptionbudget/{name}"));
-    }
+    delete_all(kube, namespace, &pods, &now, &mut deleted).await?;
+    let default = DeleteParams::default();
+    delete_all(kube, namespace, &secrets, &default, &mut deleted).await?;
+    delete_all(kube, namespace, &services, &default, &mut deleted).await?;
+    delete_all(kube, namespace, &budgets, &default, &mut deleted).await?;
     Ok(Swept {
         namespace: namespace.to_owned(),
         orphans: orphans.into_values().collect(),
         deleted,
     })
+}
+
+/// Delete `objects`, noting each as `kind/name` in `deleted`.
+async fn delete_all<K>(
+    kube: &Kube,
+    namespace: &str,
+    objects: &[K],
+    params: &DeleteParams,
+    deleted: &mut Vec<String>,
+) -> Result<(), KubeError>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned,
+{
+    let kind = K::kind(&()).to_lowercase();
+    for o in objects {
+        let name = o.meta().name.clone().unwrap_or_default();
+        kube.delete::<K>(namespace, &name, params).await?;
+        deleted.push(format!("{kind}/{name}"));
+    }
+    Ok(())
 }
