@@ -24,7 +24,7 @@ use glrunner_job::shell::ShellExecutor;
 use glrunner_job::{Executor, JobOutcome, PreparedCheckout, RunnerContext, run_job};
 use glrunner_pipeline::rules::JobWhen;
 use glrunner_pipeline::{
-    JobResult, JobStatus, LocalArtifacts, LocalContext, Next, Pipeline, Plan, Selection,
+    JobResult, JobStatus, LocalArtifacts, LocalContext, Next, Pipeline, Plan, PlannedJob, Selection,
 };
 use glrunner_protocol::{FailureReason, JobResponse, Secret};
 use glrunner_trace::{JobControl, Trace, TraceConfig};
@@ -225,7 +225,6 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
                     ..runner.clone()
                 };
                 let job_control = control.clone();
-                let stage = stage_of(&plan, &name);
                 let executor: Box<dyn Executor> = match &k8s {
                     Some(k) => k.executor(),
                     None => Box::new(ShellExecutor::new()),
@@ -243,7 +242,6 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
                     .await;
                     Finished {
                         name,
-                        stage,
                         slot,
                         payload,
                         prefix,
@@ -264,17 +262,13 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
         free.push(Reverse(done.slot));
         let (result, mut record) = result_of(&done.payload, &state, done.outcome, &done.prefix);
         let allowed = result.status == JobStatus::Failed
-            && plan
-                .jobs()
-                .iter()
-                .find(|j| j.name == done.name)
-                .is_some_and(|j| j.allow_failure.allows(result.exit_code));
+            && planned(&plan, &done.name).is_some_and(|j| j.allow_failure.allows(result.exit_code));
         if allowed {
             record.status = Status::Warned;
             record.detail = format!("{}, allowed to fail", record.detail);
         }
         record.name = done.name.clone();
-        record.stage = done.stage;
+        record.stage = stage_of(&plan, &done.name);
         record.duration = Some(done.duration);
         records.push(record);
         plan.record(&done.name, result).map_err(Failure::other)?;
@@ -348,7 +342,6 @@ async fn prepare_checkout(
 /// A job that ended, with what is needed to report it.
 struct Finished {
     name: String,
-    stage: String,
     /// The slot it ran in, free again.
     slot: usize,
     payload: JobResponse,
@@ -357,10 +350,12 @@ struct Finished {
     duration: std::time::Duration,
 }
 
+fn planned<'a>(plan: &'a Plan<'_>, name: &str) -> Option<&'a PlannedJob> {
+    plan.jobs().iter().find(|j| j.name == name)
+}
+
 fn stage_of(plan: &Plan<'_>, name: &str) -> String {
-    plan.jobs()
-        .iter()
-        .find(|j| j.name == name)
+    planned(plan, name)
         .map(|j| j.stage.clone())
         .unwrap_or_default()
 }
