@@ -12,6 +12,7 @@
 use crate::script::{BashWriter, ScriptContext, ScriptError, escape};
 use crate::settings::{GitStrategy, SubmoduleStrategy};
 use crate::stage_ops::{Op, StageOps};
+use glrunner_archive::Message;
 use glrunner_protocol::{JobResponse, Secret};
 
 /// Refspecs when GitLab sends none (very old GitLab): every branch and tag.
@@ -449,13 +450,13 @@ fn prepared_copy(sc: &ScriptContext<'_>, git: &Git<'_>) -> Option<Vec<Op>> {
             path: git.config.clone(),
             content: external_config(git).text(),
         },
-        Op::Notice(fetch_notice(sc.job)),
+        Op::Message(Message::notice(fetch_notice(sc.job))),
     ];
     ops.extend(prepared.copy_ops(&sc.paths.project_dir, &git.config));
     ops.extend([
-        Op::Notice("Created fresh repository.".to_owned()),
-        Op::Notice(checkout_notice(sc.job)),
-        Op::Notice("Skipping Git submodules setup".to_owned()),
+        Op::Message(Message::notice("Created fresh repository.")),
+        Op::Message(Message::notice(checkout_notice(sc.job))),
+        Op::Message(Message::notice("Skipping Git submodules setup")),
     ]);
     Some(ops)
 }

@@ -13,7 +13,6 @@ use crate::helper::HelperCommand;
 use crate::script::{BashWriter, escape, message_line, write_environment};
 use crate::variables::{Variables, is_valid_name};
 use glrunner_archive::Message;
-use glrunner_trace::format as ansi;
 use std::ffi::OsString;
 use std::fs;
 use std::future::Future;
@@ -27,8 +26,6 @@ use std::pin::Pin;
 pub enum Op {
     /// `Running on <host>...`, the host as bash names it: `$HOSTNAME`, else the system's host name.
     RunningOn,
-    /// A bold green line of job output.
-    Notice(String),
     /// A line of job output coloured by its level.
     Message(Message),
     /// Set up the job's environment and enter its directory, as every stage script begins.
@@ -221,7 +218,6 @@ fn write_ops(ops: &[Op], w: &mut BashWriter) {
     for op in ops {
         match op {
             Op::RunningOn => w.line("echo \"Running on ${HOSTNAME:-$(hostname)}...\""),
-            Op::Notice(text) => w.notice(text),
             Op::Message(m) => w.message(m),
             Op::Environment(env) => {
                 write_environment(w, &env.variables, &env.gitlab_env, &env.tmp_dir);
@@ -335,8 +331,7 @@ fn failed_step<H: Host>(host: &mut H, done: Result<(), String>) -> Flow {
     match done {
         Ok(()) => Flow::Next,
         Err(message) => {
-            let line = format!("{}ERROR: {message}{}\n", ansi::BOLD_RED, ansi::RESET);
-            host.print(line.as_bytes());
+            print_message(host, &Message::error(message));
             Flow::End(Ending::Exited(1))
         }
     }
@@ -436,9 +431,6 @@ fn run_op(op: &Op, st: &mut State, out: &mut Vec<u8>) -> Result<(), String> {
         Op::RunningOn => {
             let host = host_name().unwrap_or_else(|| "localhost".to_owned());
             out.extend_from_slice(format!("Running on {host}...\n").as_bytes());
-        }
-        Op::Notice(text) => {
-            out.extend_from_slice(format!("{}{text}{}\n", ansi::BOLD_GREEN, ansi::RESET).as_bytes())
         }
         Op::Message(m) => out.extend_from_slice(message_line(m).as_bytes()),
         Op::Environment(env) => set_up(env, st)?,
@@ -860,7 +852,7 @@ mod tests {
         let p = |rel: &str| root.join(rel).to_str().unwrap().to_owned();
         StageOps {
             ops: vec![
-                Op::Notice("Starting".into()),
+                Op::Message(Message::notice("Starting")),
                 Op::MakeDir(p("work/new/dir")),
                 Op::RemoveFiles(vec![p("work/env"), p("work/absent")]),
                 Op::RemoveTree(p("work/old")),
@@ -1034,7 +1026,7 @@ mod tests {
                     from: tmp.path().join("missing").display().to_string(),
                     to: target.join("x").display().to_string(),
                 },
-                Op::Notice("never".into()),
+                Op::Message(Message::notice("never")),
             ],
         };
         let (code, printed) = failing.run_here().await;
@@ -1082,7 +1074,7 @@ mod tests {
                         program: program.clone(),
                         command: HelperCommand::new(code).env(JOB_TOKEN_ENV, &Secret::new(TOKEN)),
                         branches: Some(Branches {
-                            success: vec![Op::Notice("ok".into())],
+                            success: vec![Op::Message(Message::notice("ok"))],
                             failure: vec![Op::Message(Message::warning("failed"))],
                         }),
                     }))],
@@ -1090,14 +1082,14 @@ mod tests {
                 Op::IfProgram {
                     program: "/nonexistent/glrunner".into(),
                     action: "Testing".into(),
-                    then: vec![Op::Notice("never".into())],
+                    then: vec![Op::Message(Message::notice("never"))],
                 },
                 Op::Helper(Box::new(HelperStep {
                     program: program.clone(),
                     command: HelperCommand::new(code),
                     branches: None,
                 })),
-                Op::Notice("after".into()),
+                Op::Message(Message::notice("after")),
             ],
         };
         fs::create_dir_all(&tmp_dir).unwrap();
