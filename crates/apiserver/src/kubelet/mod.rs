@@ -538,11 +538,6 @@ impl Kubelet {
         self.shared.live(ns, name)?.running(container)
     }
 
-    /// The main process of a running container.
-    pub fn container_pid(&self, ns: &str, name: &str, container: &str) -> Option<u32> {
-        self.process(ns, name, container).map(|p| p.pid)
-    }
-
     /// Every process of a running container (its main process and whatever runs beside it,
     /// exec sessions included).
     pub fn container_pids(&self, ns: &str, name: &str, container: &str) -> Vec<u32> {
