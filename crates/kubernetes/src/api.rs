@@ -439,11 +439,7 @@ impl Kube {
             grants.push(*p);
         }
         let yaml = permissions::rbac::manifests(&grants, &identity, &namespace, "glrunner")
-            .to_yaml()
-            .lines()
-            .map(|l| format!("    {l}"))
-            .collect::<Vec<_>>()
-            .join("\n");
+            .to_indented_yaml();
         KubeError::Forbidden {
             what,
             in_ns: if target.namespace.is_empty() {

@@ -163,12 +163,7 @@ async fn permissions_check(
             )
         })
         .collect();
-    let yaml = rbac::manifests(&required, &who, namespace, "glrunner")
-        .to_yaml()
-        .lines()
-        .map(|l| format!("    {l}"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let yaml = rbac::manifests(&required, &who, namespace, "glrunner").to_indented_yaml();
     report.problems.push(Problem {
         topic: Topic::Permissions,
         message: format!(

@@ -242,6 +242,15 @@ fn write_binding(
 }
 
 impl Manifests {
+    /// [`Manifests::to_yaml`] indented by four spaces, to quote in an error message.
+    pub fn to_indented_yaml(&self) -> String {
+        self.to_yaml()
+            .lines()
+            .map(|l| format!("    {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Commented YAML, several documents, ready for `kubectl apply -f -`.
     pub fn to_yaml(&self) -> String {
         let name = self.role.metadata.name.clone().unwrap_or_default();
