@@ -4,7 +4,8 @@
 //! sampled every 50 ms as the sum of VmRSS over the tree. Each run starts cold: a fresh state
 //! directory for glrunner, `git clean -ffdx` (which removes `.gitlab-ci-local/`) for gitlab-ci-local.
 
-use crate::{glrunner_binary, machine, procfs, report};
+use crate::report::{self, mb};
+use crate::{glrunner_binary, machine, procfs};
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -215,16 +216,10 @@ fn measure(mut cmd: Command, dir: &Path, what: &str) -> anyhow::Result<Sample> {
         let mut text = String::new();
         log.rewind()?;
         log.read_to_string(&mut text)?;
-        let tail: String = text
-            .lines()
-            .rev()
-            .take(30)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n");
-        bail!("{what} failed ({status}):\n{tail}");
+        bail!(
+            "{what} failed ({status}):\n{}",
+            report::last_lines(&text, 30)
+        );
     }
     Ok(Sample {
         wall,
@@ -243,10 +238,6 @@ fn range(samples: &[Sample], f: impl Fn(&Sample) -> f64) -> (f64, f64) {
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);
     let max = values.iter().copied().fold(0.0, f64::max);
     (min, max)
-}
-
-fn mb(bytes: u64) -> f64 {
-    bytes as f64 / 1_000_000.0
 }
 
 fn render(args: &Args, gcl_version: &str, ours: &[Sample], theirs: &[Sample]) -> String {

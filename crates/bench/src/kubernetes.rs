@@ -9,8 +9,9 @@
 //! the same jobs (computed), and the same jobs with the shell executor (measured).
 
 use crate::manager::{self, Manager, Measurement, Setup, mean_and_max, shell_executor};
+use crate::report::{self, mb};
 use crate::requests::{self, JobRequests, Tally};
-use crate::{glrunner_binary, machine, procfs, report};
+use crate::{glrunner_binary, machine, procfs};
 use anyhow::{Context, bail};
 use glrunner_apiserver::{Cluster, Image, KubeletOptions, Options as ApiOptions, RequestRecord};
 use glrunner_config::KubernetesConfig;
@@ -542,10 +543,6 @@ async fn wait_for_jobs(
         durations,
         last_finish.duration_since(queued_at).unwrap_or_default(),
     ))
-}
-
-fn mb(bytes: u64) -> f64 {
-    bytes as f64 / 1_000_000.0
 }
 
 /// A per-job figure: whole numbers as such, others with one decimal.

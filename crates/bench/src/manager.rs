@@ -118,8 +118,7 @@ impl Manager {
     /// The last lines glrunner logged, to explain a failed run.
     pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        crate::report::last_lines(&text, lines)
     }
 
     /// TERM, then KILL after 10 s.

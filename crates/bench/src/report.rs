@@ -2,6 +2,17 @@
 
 use std::path::Path;
 
+/// Bytes as (decimal) megabytes, the unit every table uses.
+pub fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1_000_000.0
+}
+
+/// The last `n` lines of `text`, to explain a failed run.
+pub fn last_lines(text: &str, n: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(n)..].join("\n")
+}
+
 pub fn write_section(file: &Path, name: &str, body: &str) -> std::io::Result<()> {
     let start = format!("<!-- bench:{name}:start -->");
     let end = format!("<!-- bench:{name}:end -->");

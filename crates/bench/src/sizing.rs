@@ -4,7 +4,8 @@
 //! directly by bash, without any runner, in the same invocation.
 
 use crate::manager::{self, Manager, Measurement, Setup, mean_and_max, shell_executor};
-use crate::{glrunner_binary, machine, procfs, report};
+use crate::report::{self, mb};
+use crate::{glrunner_binary, machine, procfs};
 use anyhow::{Context, bail};
 use glrunner_coordinator::{JobSpec, JobStatus, Variable};
 use std::path::{Path, PathBuf};
@@ -166,10 +167,6 @@ fn baseline(n: usize, script: &str) -> anyhow::Result<Duration> {
         c.wait()?;
     }
     Ok(started.elapsed())
-}
-
-fn mb(bytes: u64) -> f64 {
-    bytes as f64 / 1_000_000.0
 }
 
 fn render(args: &Args, rows: &[Row]) -> String {
