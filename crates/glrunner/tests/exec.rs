@@ -66,15 +66,13 @@ impl Project {
 
     /// `glrunner exec -C <project> --state-dir <state> <args>`.
     async fn exec(&self, args: &[&str]) -> Run {
-        let dir = self.dir();
+        self.exec_in(&self.dir(), args).await
+    }
+
+    /// `glrunner exec -C <dir> --state-dir <state> <args>`, `dir` being the project or a directory in it.
+    async fn exec_in(&self, dir: &Path, args: &[&str]) -> Run {
         let state = self.state();
-        let mut all = vec![
-            "exec",
-            "-C",
-            path_str(&dir),
-            "--state-dir",
-            path_str(&state),
-        ];
+        let mut all = vec!["exec", "-C", path_str(dir), "--state-dir", path_str(&state)];
         all.extend_from_slice(args);
         let out = run_command(self.tmp.path(), &all).await;
         Run {
@@ -777,28 +775,9 @@ async fn a_project_in_a_subdirectory_checks_out_just_that_directory() {
         ("app/data.txt", "data\n"),
         ("top.txt", "outside the project\n"),
     ]);
-    let dir = p.dir().join("app");
-    let state = p.state();
-    let out = run_command(
-        p.tmp.path(),
-        &[
-            "exec",
-            "-C",
-            path_str(&dir),
-            "--state-dir",
-            path_str(&state),
-        ],
-    )
-    .await;
-    assert_eq!(out.code(), Some(0), "{}", out.output);
-    assert!(
-        out.output.contains("files .gitlab-ci.yml data.txt\n"),
-        "{}",
-        out.output
-    );
-    assert!(
-        out.output.contains("jobs check out commit"),
-        "{}",
-        out.output
-    );
+    p.exec_in(&p.dir().join("app"), &[])
+        .await
+        .code(0)
+        .has("files .gitlab-ci.yml data.txt\n")
+        .has("jobs check out commit");
 }
