@@ -9,7 +9,8 @@ mod common;
 use common::*;
 use glrunner_apiserver::{Cluster, KubeletOptions, V4_PROTOCOL};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, AttachParams, LogParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
+use kube::api::{Api, AttachParams, AttachedProcess, LogParams};
 use std::path::Path;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 
@@ -34,6 +35,32 @@ async fn running_pod(c: &Cluster, name: &str, script: &str, stdin: bool) {
         phase(p) == "Running"
     })
     .await;
+}
+
+/// Run `argv` in `pod` and read its stdout to the end; the session is kept for its status.
+async fn exec_stdout(
+    api: &Api<Pod>,
+    pod: &str,
+    argv: Vec<&str>,
+    params: &AttachParams,
+) -> (String, AttachedProcess) {
+    let mut p = api.exec(pod, argv, params).await.expect("exec");
+    let mut out = String::new();
+    p.stdout()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .await
+        .expect("read");
+    (out, p)
+}
+
+/// Run `argv` in `pod` (the upgrade must work) and wait for the status the session ends with.
+async fn exec_status(api: &Api<Pod>, pod: &str, argv: Vec<&str>) -> Status {
+    let mut p = api
+        .exec(pod, argv, &AttachParams::default())
+        .await
+        .expect("exec");
+    p.take_status().expect("status").await.expect("a status")
 }
 
 fn text(out: &[u8]) -> String {
@@ -143,16 +170,7 @@ async fn kubectl_logs_follow_streams_until_the_container_ends() {
         .expect("read");
     assert_eq!(first.as_deref(), Some("first"));
     // kubectl is following now: let the container write more and end.
-    let mut touch = pods(&c)
-        .await
-        .exec("follow", vec!["touch", "/tmp/go"], &AttachParams::default())
-        .await
-        .expect("exec");
-    let status = touch
-        .take_status()
-        .expect("status")
-        .await
-        .expect("a status");
+    let status = exec_status(&pods(&c).await, "follow", vec!["touch", "/tmp/go"]).await;
     assert_eq!(status.status.as_deref(), Some("Success"));
     let second = tokio::time::timeout(std::time::Duration::from_secs(20), out.next_line())
         .await
@@ -200,11 +218,7 @@ async fn kube_rs_exec_streams_stdin_and_reports_exit_codes() {
     assert_eq!(err, "to-stderr\n");
     assert_eq!(status.status.as_deref(), Some("Success"));
 
-    let mut p = api
-        .exec("box", vec!["sh", "-c", "exit 7"], &AttachParams::default())
-        .await
-        .expect("exec");
-    let status = p.take_status().expect("status").await.expect("a status");
+    let status = exec_status(&api, "box", vec!["sh", "-c", "exit 7"]).await;
     assert_eq!(status.status.as_deref(), Some("Failure"));
     assert_eq!(status.reason.as_deref(), Some("NonZeroExitCode"));
     assert_eq!(
@@ -216,24 +230,17 @@ async fn kube_rs_exec_streams_stdin_and_reports_exit_codes() {
     assert_eq!(cause.message.as_deref(), Some("7"));
 
     // The exec ran inside the container: its hostname, working directory and filesystem.
-    let mut p = api
-        .exec(
-            "box",
-            vec![
-                "sh",
-                "-c",
-                "hostname; cat /etc/hostname; pwd; echo x > /marker; cat /marker",
-            ],
-            &AttachParams::default(),
-        )
-        .await
-        .expect("exec");
-    let mut out = String::new();
-    p.stdout()
-        .expect("stdout")
-        .read_to_string(&mut out)
-        .await
-        .expect("read");
+    let (out, _) = exec_stdout(
+        &api,
+        "box",
+        vec![
+            "sh",
+            "-c",
+            "hostname; cat /etc/hostname; pwd; echo x > /marker; cat /marker",
+        ],
+        &AttachParams::default(),
+    )
+    .await;
     assert_eq!(out, "box\nbox\n/\nx\n");
     assert!(
         !Path::new("/marker").exists(),
@@ -312,11 +319,7 @@ async fn kube_rs_attaches_to_a_containers_stdin() {
     assert_eq!(logs, "attached-42\nvia-attach\n");
     assert!(c.request_count("get", "pods", "attach") >= 2);
     // Its container gone, the pod cannot be exec'd into: the kubelet's words.
-    let mut p = api
-        .exec("shell", vec!["true"], &AttachParams::default())
-        .await
-        .expect("the upgrade itself works");
-    let status = p.take_status().expect("status").await.expect("a status");
+    let status = exec_status(&api, "shell", vec!["true"]).await;
     assert_eq!(
         status.message.as_deref(),
         Some(
@@ -333,20 +336,13 @@ async fn a_v4_only_server_is_spoken_to_in_v4() {
     };
     running_pod(&c, "box", "sleep 300", false).await;
     let api = pods(&c).await;
-    let mut p = api
-        .exec(
-            "box",
-            vec!["sh", "-c", "echo v4; exit 5"],
-            &AttachParams::default(),
-        )
-        .await
-        .expect("exec");
-    let mut out = String::new();
-    p.stdout()
-        .expect("stdout")
-        .read_to_string(&mut out)
-        .await
-        .expect("read");
+    let (out, mut p) = exec_stdout(
+        &api,
+        "box",
+        vec!["sh", "-c", "echo v4; exit 5"],
+        &AttachParams::default(),
+    )
+    .await;
     let status = p.take_status().expect("status").await.expect("a status");
     assert_eq!(out, "v4\n");
     // The kubelet's own wording: only a v4 session produces it.
@@ -407,20 +403,13 @@ async fn a_dropped_exec_leaves_its_process_running() {
         "sleep, the exec's shell and its sleep: {pid:?}"
     );
     // A new exec sees the first one's process alive.
-    let mut p = api
-        .exec(
-            "box",
-            vec!["sh", "-c", "kill -0 $(cat /tmp/pid) && echo alive"],
-            &AttachParams::default(),
-        )
-        .await
-        .expect("exec");
-    let mut text = String::new();
-    p.stdout()
-        .expect("stdout")
-        .read_to_string(&mut text)
-        .await
-        .expect("read");
+    let (text, _) = exec_stdout(
+        &api,
+        "box",
+        vec!["sh", "-c", "kill -0 $(cat /tmp/pid) && echo alive"],
+        &AttachParams::default(),
+    )
+    .await;
     assert_eq!(text, "alive\n");
 }
 
@@ -432,11 +421,7 @@ async fn an_unreachable_kubelet_fails_streams_with_dialing_errors() {
     running_pod(&c, "box", "echo hello; sleep 300", false).await;
     let api = pods(&c).await;
     c.kubelet().disconnect();
-    let mut p = api
-        .exec("box", vec!["true"], &AttachParams::default())
-        .await
-        .expect("the upgrade itself works");
-    let status = p.take_status().expect("status").await.expect("a status");
+    let status = exec_status(&api, "box", vec!["true"]).await;
     assert_eq!(status.reason.as_deref(), Some("InternalError"));
     assert_eq!(
         status.message.as_deref(),
