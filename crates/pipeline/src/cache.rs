@@ -243,8 +243,7 @@ fn digest(mut ids: Vec<String>) -> Option<String> {
     if ids.is_empty() {
         return None;
     }
-    let hash = Sha1::digest(ids.join("-").as_bytes());
-    Some(hash.iter().map(|b| format!("{b:02x}")).collect())
+    Some(hex::encode(Sha1::digest(ids.join("-").as_bytes())))
 }
 
 fn expand_files(files: &[String], facts: &KeyFacts<'_>) -> Vec<String> {
@@ -315,15 +314,11 @@ fn commits_digest(files: &[String], facts: &KeyFacts<'_>) -> Option<String> {
 }
 
 /// The git (SHA-1) blob id of `content`.
-pub fn blob_id(content: &[u8]) -> String {
+fn blob_id(content: &[u8]) -> String {
     let mut hasher = Sha1::new();
     hasher.update(format!("blob {}\0", content.len()).as_bytes());
     hasher.update(content);
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(hasher.finalize())
 }
 
 #[cfg(test)]
