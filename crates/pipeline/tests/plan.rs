@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fixture, git};
+use common::{fixture, git, sha1_hex};
 use glrunner_pipeline::{
     AllowFailure, GitFacts, JobResult, JobState, JobStatus, LocalArtifacts, LocalContext, Next,
     Pipeline, PipelineError, Plan, Selection,
@@ -419,14 +419,6 @@ fn inherit_and_nested_references_shape_the_lint_job() {
 /// The git blob id of the shop fixture's file `path`, as git computes it.
 fn git_blob(path: &str) -> String {
     git(&shop_dir(), &["hash-object", "--", path])
-}
-
-fn sha1_hex(text: &str) -> String {
-    use sha1::{Digest, Sha1};
-    Sha1::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::git;
+use common::{git, sha1_hex};
 use glrunner_pipeline::rules::JobWhen;
 use glrunner_pipeline::{
     AllowFailure, GitFacts, JobResult, JobStatus, LocalContext, Next, Pipeline, PipelineError,
@@ -491,16 +491,9 @@ fn files_commits_keys_follow_the_last_commit_of_each_file() {
     let pipeline = Pipeline::load_with(dir.join(".gitlab-ci.yml"), &ctx).unwrap();
     let key =
         |p: &Pipeline, c: &LocalContext| p.job_payload("job", c).unwrap().cache[0].key.clone();
-    let sha1 = |text: &str| {
-        use sha1::{Digest, Sha1};
-        Sha1::digest(text.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
     assert_eq!(
         key(&pipeline, &ctx),
-        format!("gems-{}-non_protected", sha1(&first))
+        format!("gems-{}-non_protected", sha1_hex(&first))
     );
 
     // A commit that does not touch the file keeps the key; one that does changes it.
@@ -509,13 +502,13 @@ fn files_commits_keys_follow_the_last_commit_of_each_file() {
     git(dir, &["commit", "-q", "-m", "two"]);
     assert_eq!(
         key(&pipeline, &LocalContext::discover(dir)),
-        format!("gems-{}-non_protected", sha1(&first))
+        format!("gems-{}-non_protected", sha1_hex(&first))
     );
     std::fs::write(dir.join("Gemfile.lock"), "rake (13.1)\n").unwrap();
     git(dir, &["commit", "-q", "-am", "three"]);
     let third = git(dir, &["rev-parse", "HEAD"]);
     assert_eq!(
         key(&pipeline, &LocalContext::discover(dir)),
-        format!("gems-{}-non_protected", sha1(&third))
+        format!("gems-{}-non_protected", sha1_hex(&third))
     );
 }

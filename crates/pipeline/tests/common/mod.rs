@@ -68,3 +68,9 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
 }
+
+/// SHA-1 of `text` in lower-case hex, as GitLab digests cache key files.
+pub fn sha1_hex(text: &str) -> String {
+    use sha1::{Digest, Sha1};
+    hex::encode(Sha1::digest(text.as_bytes()))
+}
