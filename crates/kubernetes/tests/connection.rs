@@ -181,8 +181,7 @@ fn yaml_of(err: &KubeError) -> String {
 #[tokio::test]
 async fn forbidden_names_the_identity_and_the_role_that_fixes_it() {
     let env = env(false).await;
-    let conn = env.connect(&ci_jobs()).await;
-    let kube = Kube::new(conn.client, &ci_jobs());
+    let kube = env.kube(&ci_jobs()).await;
     let secret = labelled_secret("job-1-variables", "1");
     let err = kube
         .create("ci-jobs", &secret)
@@ -221,8 +220,7 @@ async fn a_missing_subresource_is_explained() {
         "resources: [\"pods/portforward\"]",
     );
     env.server.apply_yaml(&role).expect("role without attach");
-    let conn = env.connect(&ci_jobs()).await;
-    let kube = Kube::new(conn.client, &ci_jobs());
+    let kube = env.kube(&ci_jobs()).await;
     let params = kube::api::AttachParams::default()
         .container("build")
         .stdin(true)
@@ -244,8 +242,7 @@ async fn a_missing_subresource_is_explained() {
 #[tokio::test]
 async fn creates_are_idempotent_for_the_same_job_only() {
     let env = env(true).await;
-    let conn = env.connect(&ci_jobs()).await;
-    let kube = Kube::new(conn.client, &ci_jobs());
+    let kube = env.kube(&ci_jobs()).await;
     let secret = labelled_secret("job-7-variables", "7");
     let first = kube.create("ci-jobs", &secret).await.expect("create");
     let again = kube

@@ -4,19 +4,14 @@
 mod common;
 
 use common::*;
-use glrunner_config::KubernetesConfig;
 use glrunner_config::kubernetes::{ConfigMapVolume, SecretVolume};
 use glrunner_kubernetes::api::Kube;
 use glrunner_kubernetes::preflight::{Topic, check};
 
-async fn kube(env: &Env, config: &KubernetesConfig) -> Kube {
-    Kube::new(env.connect(config).await.client, config)
-}
-
 #[tokio::test]
 async fn a_complete_install_has_nothing_to_report() {
     let env = env(true).await;
-    let report = check(&kube(&env, &ci_jobs()).await, &ci_jobs(), Some("ci-system")).await;
+    let report = check(&env.kube(&ci_jobs()).await, &ci_jobs(), Some("ci-system")).await;
     assert!(report.problems.is_empty(), "{report}");
     assert!(!report.fatal);
     assert_eq!(
@@ -28,7 +23,7 @@ async fn a_complete_install_has_nothing_to_report() {
 #[tokio::test]
 async fn missing_permissions_come_with_the_role_that_grants_them() {
     let env = env(false).await;
-    let k = kube(&env, &ci_jobs()).await;
+    let k = env.kube(&ci_jobs()).await;
     let report = check(&k, &ci_jobs(), Some("ci-system")).await;
     assert!(
         !report.fatal,
@@ -132,7 +127,7 @@ async fn objects_the_pods_refer_to_must_exist_in_the_job_namespace() {
         ..ConfigMapVolume::default()
     });
     env.server.apply_yaml(&role_yaml(&config)).expect("role");
-    let report = check(&kube(&env, &config).await, &config, Some("ci-system")).await;
+    let report = check(&env.kube(&config).await, &config, Some("ci-system")).await;
     let find = |t: Topic| -> Vec<String> {
         report
             .problems
@@ -174,7 +169,7 @@ async fn objects_the_pods_refer_to_must_exist_in_the_job_namespace() {
              apiVersion: v1\nkind: ConfigMap\nmetadata: {name: build-settings, namespace: ci-jobs}\n",
         )
         .expect("objects");
-    let again = check(&kube(&env, &config).await, &config, Some("ci-system")).await;
+    let again = check(&env.kube(&config).await, &config, Some("ci-system")).await;
     assert!(again.problems.is_empty(), "{again}");
 }
 
@@ -199,7 +194,7 @@ subjects: [{kind: ServiceAccount, name: glrunner, namespace: ci-system}]
 "#,
         )
         .expect("cluster role");
-    let report = check(&kube(&env, &config).await, &config, None).await;
+    let report = check(&env.kube(&config).await, &config, None).await;
     let ns = report
         .problems
         .iter()
@@ -214,7 +209,7 @@ subjects: [{kind: ServiceAccount, name: glrunner, namespace: ci-system}]
     assert!(!report.fatal);
 
     // A token of a deleted service account authenticates no more: nothing can work.
-    let k = kube(&env, &ci_jobs()).await;
+    let k = env.kube(&ci_jobs()).await;
     let admin = env.server.admin_client().await.expect("admin client");
     kube::Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(admin, "ci-system")
         .delete("glrunner", &Default::default())

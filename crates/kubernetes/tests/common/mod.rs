@@ -5,6 +5,7 @@
 
 use glrunner_apiserver::{ApiServer, Identity, Options};
 use glrunner_config::KubernetesConfig;
+use glrunner_kubernetes::api::Kube;
 use glrunner_kubernetes::connection::{ConnectOptions, Connection, connect};
 use glrunner_kubernetes::permissions::{self, rbac};
 use std::path::PathBuf;
@@ -76,5 +77,10 @@ impl Env {
         connect(config, &self.options())
             .await
             .expect("connect with the kubeconfig")
+    }
+
+    /// The API wrapper for `config`, connected with the kubeconfig.
+    pub async fn kube(&self, config: &KubernetesConfig) -> Kube {
+        Kube::new(self.connect(config).await.client, config)
     }
 }
