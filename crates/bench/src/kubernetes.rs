@@ -8,7 +8,7 @@
 //! that all N pods ran at once. The baselines: the official runner's documented request pattern for
 //! the same jobs (computed), and the same jobs with the shell executor (measured).
 
-use crate::manager::{self, Manager, Measurement, Setup, mean_and_max, shell_executor};
+use crate::manager::{self, Manager, Measured, Measurement, Setup, mean_and_max, shell_executor};
 use crate::report::{self, mb};
 use crate::requests::{self, JobRequests, Tally};
 use crate::{glrunner_binary, machine, procfs};
@@ -97,6 +97,22 @@ struct Usage {
     wall: Duration,
     job_mean: Duration,
     job_max: Duration,
+}
+
+impl Usage {
+    fn new(idle_rss: u64, used: Measured, wall: Duration, durations: &[Duration]) -> Self {
+        let (job_mean, job_max) = mean_and_max(durations);
+        Self {
+            idle_rss,
+            peak_rss: used.peak_rss,
+            cpu: used.cpu,
+            span: used.span,
+            peak_cpu_cores: used.peak_cpu_cores,
+            wall,
+            job_mean,
+            job_max,
+        }
+    }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -310,7 +326,6 @@ async fn kubernetes_run(
             .collect()
     };
     let others = log.iter().filter(|r| r.user != MANAGER_USER).count() as u64;
-    let (job_mean, job_max) = mean_and_max(&durations);
     Ok(KubeRun {
         jobs: n,
         startup: requests::tally(&ours(0..startup_end)),
@@ -320,16 +335,7 @@ async fn kubernetes_run(
         idle_after_jobs: requests::tally(&ours(jobs_end..after_end)),
         others,
         peak_running,
-        usage: Usage {
-            idle_rss,
-            peak_rss: used.peak_rss,
-            cpu: used.cpu,
-            span: used.span,
-            peak_cpu_cores: used.peak_cpu_cores,
-            wall,
-            job_mean,
-            job_max,
-        },
+        usage: Usage::new(idle_rss, used, wall, &durations),
         durations,
     })
 }
@@ -504,17 +510,7 @@ async fn shell_run(
     })
     .await?;
     let used = measurement.finish().await?;
-    let (job_mean, job_max) = mean_and_max(&durations);
-    Ok(Usage {
-        idle_rss,
-        peak_rss: used.peak_rss,
-        cpu: used.cpu,
-        span: used.span,
-        peak_cpu_cores: used.peak_cpu_cores,
-        wall,
-        job_mean,
-        job_max,
-    })
+    Ok(Usage::new(idle_rss, used, wall, &durations))
 }
 
 /// Wait for each job in turn, `check` rejecting one that did not do its work. Gives each job's
