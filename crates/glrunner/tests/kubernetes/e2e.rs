@@ -197,20 +197,6 @@ async fn a_manager_killed_mid_job_cleans_up_and_fails_the_job_when_it_restarts()
     .await;
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_runs_a_local_pipeline_in_pods_from_a_kubeconfig() {
     let Some(kube) = cluster::start(cluster::kubelet(), true).await else {

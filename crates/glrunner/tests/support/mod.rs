@@ -300,6 +300,22 @@ impl TestEnv {
     }
 }
 
+/// Run git in `dir` without the user's global config; its stdout. Panics with git's stderr on failure.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("UTF-8 temp path")
 }
