@@ -395,10 +395,7 @@ spec:
     );
     event_until(c.store(), NS, "job", "Pulling", 10, |_| true).await;
     if c.kubelet().containers_supported().is_ok() {
-        let pod = pod_until(c.store(), NS, "job", 15, "Succeeded", |p| {
-            phase(p) == "Succeeded"
-        })
-        .await;
+        let pod = phase_until(c.store(), NS, "job", 15, "Succeeded").await;
         assert_eq!(terminated(&pod, "build")["reason"], "Completed");
         let logs = pods(&c)
             .await
@@ -631,10 +628,7 @@ spec:
   containers: [{name: build, image: alpine:3.20, command: [sh, -c, 'echo run; exit 3']}]
 "#,
     );
-    let pod = pod_until(c.store(), NS, "once", 15, "Failed", |p| {
-        phase(p) == "Failed"
-    })
-    .await;
+    let pod = phase_until(c.store(), NS, "once", 15, "Failed").await;
     let t = terminated(&pod, "build");
     assert_eq!(t["exitCode"], 3);
     assert_eq!(t["reason"], "Error");
@@ -718,7 +712,7 @@ spec:
   - {name: helper, image: alpine:3.20, command: [sleep, "300"]}
 "#,
     );
-    let pod = pod_until(c.store(), NS, "hog", 30, "Failed", |p| phase(p) == "Failed").await;
+    let pod = phase_until(c.store(), NS, "hog", 30, "Failed").await;
     let t = terminated(&pod, "build");
     assert_eq!(t["reason"], "OOMKilled", "{:#}", pod["status"]);
     assert_eq!(t["exitCode"], 137);
@@ -763,14 +757,11 @@ spec:
   containers: [{name: build, image: alpine:3.20, command: [sleep, "300"]}]
 "#,
     );
-    pod_until(c.store(), NS, "job", 15, "Running", |p| {
-        phase(p) == "Running"
-    })
-    .await;
+    phase_until(c.store(), NS, "job", 15, "Running").await;
     let pids = c.kubelet().container_pids(NS, "job", "build");
     assert!(!pids.is_empty());
     c.kubelet().evict(NS, "job").await.expect("evict");
-    let pod = pod_until(c.store(), NS, "job", 10, "Failed", |p| phase(p) == "Failed").await;
+    let pod = phase_until(c.store(), NS, "job", 10, "Failed").await;
     assert_eq!(pod["status"]["reason"], "Evicted");
     let message = pod["status"]["message"].as_str().unwrap_or_default();
     assert!(
@@ -808,7 +799,7 @@ spec:
   containers: [{name: build, image: alpine:3.20, command: [sleep, "300"]}]
 "#,
     );
-    let pod = pod_until(c.store(), NS, "job", 15, "Failed", |p| phase(p) == "Failed").await;
+    let pod = phase_until(c.store(), NS, "job", 15, "Failed").await;
     assert_eq!(pod["status"]["reason"], "DeadlineExceeded");
     let message = "Pod was active on the node longer than the specified deadline";
     assert_eq!(pod["status"]["message"], message);
@@ -854,10 +845,7 @@ spec:
 "#,
     );
     for name in ["stubborn", "polite", "forced"] {
-        pod_until(c.store(), NS, name, 15, "Running", |p| {
-            phase(p) == "Running"
-        })
-        .await;
+        phase_until(c.store(), NS, name, 15, "Running").await;
     }
     // An exec'd process is part of the container too.
     let api = pods(&c).await;
@@ -1023,10 +1011,7 @@ async fn a_crashed_kubelet_posts_nothing_until_it_recovers() {
         }
     });
     c.apply_yaml(&pod.to_string()).expect("pod");
-    pod_until(c.store(), NS, "job", 15, "Running", |p| {
-        phase(p) == "Running"
-    })
-    .await;
+    phase_until(c.store(), NS, "job", 15, "Running").await;
     c.kubelet().crash();
     let node = c.store().get("nodes", "", "glrunner-node").expect("node");
     let ready = node["status"]["conditions"]
@@ -1050,10 +1035,7 @@ async fn a_crashed_kubelet_posts_nothing_until_it_recovers() {
     assert!(err.to_string().contains("error dialing backend"), "{err}");
     // Back up, it reports what happened meanwhile.
     c.kubelet().recover();
-    let pod = pod_until(c.store(), NS, "job", 10, "Succeeded", |p| {
-        phase(p) == "Succeeded"
-    })
-    .await;
+    let pod = phase_until(c.store(), NS, "job", 10, "Succeeded").await;
     assert_eq!(terminated(&pod, "build")["reason"], "Completed");
     assert_eq!(
         pods(&c)

@@ -31,10 +31,7 @@ async fn running_pod(c: &Cluster, name: &str, script: &str, stdin: bool) {
     });
     c.apply_yaml(&serde_json::to_string(&pod).expect("json"))
         .expect("pod");
-    pod_until(c.store(), NS, name, 20, "Running", |p| {
-        phase(p) == "Running"
-    })
-    .await;
+    phase_until(c.store(), NS, name, 20, "Running").await;
 }
 
 /// Run `argv` in `pod` and read its stdout to the end; the session is kept for its status.
@@ -304,10 +301,7 @@ async fn kube_rs_attaches_to_a_containers_stdin() {
         status.await.expect("a status").status.as_deref(),
         Some("Success")
     );
-    let pod = pod_until(c.store(), NS, "shell", 10, "Failed", |p| {
-        phase(p) == "Failed"
-    })
-    .await;
+    let pod = phase_until(c.store(), NS, "shell", 10, "Failed").await;
     assert_eq!(
         container_status(&pod, "main").expect("status")["state"]["terminated"]["exitCode"],
         4

@@ -211,6 +211,11 @@ pub async fn pod_until(
     .await
 }
 
+/// The pod, once it is in phase `want`.
+pub async fn phase_until(store: &Store, ns: &str, name: &str, secs: u64, want: &str) -> Value {
+    pod_until(store, ns, name, secs, want, |p| phase(p) == want).await
+}
+
 /// Events about `name` in `ns`.
 pub fn events_for(store: &Store, ns: &str, name: &str) -> Vec<Value> {
     store
