@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use glrunner_coordinator::{
     Coordinator, Endpoint, EnqueueError, Fault, JobSpec, JobStatus, Options, Project, ProjectError,
-    ProjectSpec, RunnerSpec,
+    ProjectSpec, RequestRecord, RunnerSpec,
 };
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -147,6 +147,11 @@ async fn demo_project() -> (Setup, tempfile::TempDir, Project) {
     (s, tree, project)
 }
 
+/// The logged requests `keep` accepts, in order.
+fn logged(c: &Coordinator, keep: impl Fn(&RequestRecord) -> bool) -> Vec<RequestRecord> {
+    c.requests().into_iter().filter(|r| keep(r)).collect()
+}
+
 fn repo_url(job: &Value) -> String {
     job["git_info"]["repo_url"]
         .as_str()
@@ -240,11 +245,7 @@ async fn clone_with_the_job_token_gets_the_built_commit() {
         "the executable bit survives"
     );
 
-    let git_requests: Vec<_> =
-        s.c.requests()
-            .into_iter()
-            .filter(|r| r.endpoint.is_git())
-            .collect();
+    let git_requests = logged(&s.c, |r| r.endpoint.is_git());
     assert!(
         git_requests
             .iter()
@@ -478,11 +479,9 @@ async fn wrong_or_missing_credentials_get_gitlabs_401() {
         Some("application/x-git-upload-pack-advertisement")
     );
 
-    let denied: Vec<_> =
-        s.c.requests()
-            .into_iter()
-            .filter(|r| r.endpoint == Endpoint::GitInfoRefs && r.status == Some(401))
-            .collect();
+    let denied = logged(&s.c, |r| {
+        r.endpoint == Endpoint::GitInfoRefs && r.status == Some(401)
+    });
     assert!(denied.len() >= 3, "{denied:?}");
     assert!(denied.iter().any(|r| r.token_kind.is_none()));
     let log = serde_json::to_string(&s.c.requests()).unwrap();
@@ -630,11 +629,7 @@ async fn injected_faults_reach_git_requests() {
     assert!(failed.stderr.contains("503"), "{}", failed.stderr);
     assert!(s.c.faults().is_empty(), "the fault was used up");
     git_ok(work.path(), &["clone", "-q", &repo_url(&job), "b"]).await;
-    let faulted: Vec<_> =
-        s.c.requests()
-            .into_iter()
-            .filter(|r| r.fault.is_some())
-            .collect();
+    let faulted = logged(&s.c, |r| r.fault.is_some());
     assert_eq!(faulted.len(), 1);
     assert_eq!(faulted[0].endpoint, Endpoint::GitUploadPack);
     assert_eq!(faulted[0].status, Some(503));
@@ -666,11 +661,7 @@ async fn protocol_v2_is_negotiated_and_v0_still_works() {
         v2.stderr.contains("version 2"),
         "the server answered in protocol v2"
     );
-    let v2_requests: Vec<_> =
-        s.c.requests()
-            .into_iter()
-            .filter(|r| r.endpoint.is_git())
-            .collect();
+    let v2_requests = logged(&s.c, |r| r.endpoint.is_git());
     assert!(v2_requests.len() >= 2);
     assert!(
         v2_requests
@@ -892,11 +883,7 @@ async fn large_repository_streams_with_gzip_and_chunked_requests() {
     .await;
     assert_eq!(git_ok(&some, &["branch", "-r"]).await.lines().count(), 40);
 
-    let posts: Vec<_> =
-        s.c.requests()
-            .into_iter()
-            .filter(|r| r.endpoint == Endpoint::GitUploadPack)
-            .collect();
+    let posts = logged(&s.c, |r| r.endpoint == Endpoint::GitUploadPack);
     assert!(
         posts
             .iter()
