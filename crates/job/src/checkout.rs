@@ -350,15 +350,9 @@ mod tests {
         let project = tmp.path().join("builds/0/acme/demo");
         std::fs::create_dir_all(&project).unwrap();
         std::fs::write(project.join("leftover"), "x").unwrap();
-        let mut w = crate::script::BashWriter::default();
-        crate::stage_ops::StageOps {
+        let out = crate::stage_ops::in_bash(&crate::stage_ops::StageOps {
             ops: prepared.copy_ops(project.to_str().unwrap(), "/b/demo.tmp/.glrunner-git.conf"),
-        }
-        .write(&mut w);
-        let out = Command::new("bash")
-            .args(["--noprofile", "--norc", "-c", &w.finish()])
-            .output()
-            .unwrap();
+        });
         assert!(
             out.status.success(),
             "{}",

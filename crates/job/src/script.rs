@@ -645,6 +645,15 @@ impl ScriptContext<'_> {
     }
 }
 
+/// `script` run by `bash -c`, without profile or rc files.
+#[cfg(test)]
+pub(crate) fn run_bash(script: &str) -> std::process::Output {
+    std::process::Command::new("bash")
+        .args(["--noprofile", "--norc", "-c", script])
+        .output()
+        .expect("bash runs")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -674,13 +683,6 @@ mod tests {
         "=starts with equals",
         "-n",
     ];
-
-    fn run_bash(script: &str) -> std::process::Output {
-        Command::new("bash")
-            .args(["--noprofile", "--norc", "-c", script])
-            .output()
-            .expect("bash runs")
-    }
 
     #[test]
     fn escape_round_trips_through_real_bash() {

@@ -754,20 +754,18 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// The steps' script run by bash.
+#[cfg(test)]
+pub(crate) fn in_bash(ops: &StageOps) -> std::process::Output {
+    let mut w = BashWriter::default();
+    ops.write(&mut w);
+    crate::script::run_bash(&w.finish())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::process::Command;
-
-    /// The steps' script run by bash.
-    fn in_bash(ops: &StageOps) -> std::process::Output {
-        let mut w = BashWriter::default();
-        ops.write(&mut w);
-        Command::new("bash")
-            .args(["--noprofile", "--norc", "-c", &w.finish()])
-            .output()
-            .unwrap()
-    }
 
     /// Output into a buffer; helpers run to their end with their output captured.
     #[derive(Default)]
