@@ -271,7 +271,7 @@ pub(crate) async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: 
     resp
 }
 
-fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
+pub(crate) fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

@@ -3,7 +3,7 @@
 //! `WWW-Authenticate: Basic realm="GitLab"` otherwise), 404 for a project the job may not see, 403 for
 //! pushes, then `git http-backend` for the rest.
 
-use crate::api::{ConnInfo, ReplyMeta, with_meta};
+use crate::api::{ConnInfo, ReplyMeta, header_str, with_meta};
 use crate::git::backend::{self, CgiRequest};
 use crate::shared::Shared;
 use crate::state::GitAuth;
@@ -82,23 +82,15 @@ pub(crate) fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)>
     Some((user.to_owned(), password.to_owned()))
 }
 
+/// A text answer; axum labels it `text/plain; charset=utf-8`, as GitLab does.
 fn plain(status: StatusCode, text: &'static str) -> Response {
-    let mut resp = (status, text).into_response();
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
+    (status, text).into_response()
 }
 
 /// 401 with GitLab's challenge and message (its help link points at the instance, as GitLab's does).
 fn access_denied(base_url: &str) -> Response {
     let text = format!("{ACCESS_DENIED}{base_url}{ACCESS_DENIED_HELP}");
     let mut resp = (StatusCode::UNAUTHORIZED, text).into_response();
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
     resp.headers_mut().insert(
         WWW_AUTHENTICATE,
         HeaderValue::from_static("Basic realm=\"GitLab\""),
@@ -107,10 +99,7 @@ fn access_denied(base_url: &str) -> Response {
 }
 
 fn header_string(headers: &HeaderMap, name: HeaderName) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+    header_str(headers, name).map(str::to_owned)
 }
 
 /// Serve a git request for `project` (`tail` from [`split_path`]).
@@ -186,7 +175,7 @@ pub(crate) async fn serve(
     let content_length = if chunked {
         None
     } else {
-        header_string(headers, CONTENT_LENGTH).and_then(|v| v.trim().parse::<u64>().ok())
+        header_str(headers, CONTENT_LENGTH).and_then(|v| v.trim().parse::<u64>().ok())
     };
     let git_protocol = header_string(headers, GIT_PROTOCOL).filter(|v| {
         // It becomes an environment variable of the child: printable ASCII only.
@@ -215,12 +204,7 @@ pub(crate) async fn serve(
         Ok(resp) => with_meta(resp, meta),
         Err(e) => {
             tracing::warn!(error = %e, project, "git request failed");
-            let mut resp = (e.status(), e.to_string()).into_response();
-            resp.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            with_meta(resp, meta)
+            with_meta((e.status(), e.to_string()).into_response(), meta)
         }
     }
 }
