@@ -127,8 +127,6 @@ pub struct ShellExecutor {
     env_removed: Vec<String>,
     /// Carry out stages made of simple steps without bash.
     stage_ops: bool,
-    /// Fixed paths instead of the builds-dir layout (`glrunner exec` runs in the project itself).
-    paths: Option<JobPaths>,
     prepared: Option<Prepared>,
 }
 
@@ -147,7 +145,6 @@ impl ShellExecutor {
             work_dir: None,
             env_removed: DEFAULT_ENV_REMOVED.iter().map(|s| s.to_string()).collect(),
             stage_ops: true,
-            paths: None,
             prepared: None,
         }
     }
@@ -171,12 +168,6 @@ impl ShellExecutor {
     }
 
     /// The directory the default builds dir (`<dir>/builds`) is in, instead of the current directory.
-    /// Run every job at these paths instead of under the builds dir.
-    pub fn with_paths(mut self, paths: JobPaths) -> Self {
-        self.paths = Some(paths);
-        self
-    }
-
     pub fn with_work_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.work_dir = Some(dir.into());
         self
@@ -502,9 +493,6 @@ impl Executor for ShellExecutor {
     }
 
     fn job_paths(&self, ctx: &RunnerContext, job: &JobResponse) -> Result<JobPaths, ExecutorError> {
-        if let Some(paths) = &self.paths {
-            return Ok(paths.clone());
-        }
         let dir = self.builds_dir(ctx)?;
         let dir_str = dir
             .to_str()
