@@ -143,3 +143,8 @@ pub async fn until(c: &Cluster, secs: u64, what: &str, mut pred: impl FnMut(&Clu
         }
     }
 }
+
+/// Wait (at most 30 s) until nothing of job `id` is left in the cluster; `what` names it in a panic.
+pub async fn until_gone(c: &Cluster, id: i64, what: &str) {
+    until(c, 30, what, |c| job_objects(c, id).is_empty()).await;
+}

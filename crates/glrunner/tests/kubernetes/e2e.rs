@@ -90,13 +90,7 @@ async fn a_job_runs_in_a_pod_of_the_two_namespace_install_and_leaves_nothing() {
     assert!(trace.contains("token: [MASKED]"), "{trace}");
     assert!(done.checksum_matches(), "{trace}");
     assert!(!trace.contains(done.token.expose()));
-    cluster::until(
-        &kube.cluster,
-        30,
-        "the job's pod and Secret going away",
-        |c| cluster::job_objects(c, id).is_empty(),
-    )
-    .await;
+    cluster::until_gone(&kube.cluster, id, "the job's pod and Secret going away").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,10 +185,7 @@ async fn a_manager_killed_mid_job_cleans_up_and_fails_the_job_when_it_restarts()
     );
     let log = gl.wait_for_log("was failed in GitLab", WAIT).await;
     assert!(log.contains("deleted"), "{log}");
-    cluster::until(&kube.cluster, 30, "the left-over pod going away", |c| {
-        cluster::job_objects(c, id).is_empty()
-    })
-    .await;
+    cluster::until_gone(&kube.cluster, id, "the left-over pod going away").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

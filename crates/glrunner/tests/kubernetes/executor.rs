@@ -304,10 +304,7 @@ async fn a_job_runs_in_its_pod_with_few_requests_and_leaves_nothing() {
     );
 
     // Nothing is left: the pod is deleted, its Secret goes with it (owner reference).
-    cluster::until(&env.cluster, 30, "the job's objects going away", |c| {
-        cluster::job_objects(c, 101).is_empty()
-    })
-    .await;
+    cluster::until_gone(&env.cluster, 101, "the job's objects going away").await;
 }
 
 #[tokio::test]
@@ -476,10 +473,7 @@ async fn cancel_stops_the_script_and_after_script_still_runs() {
     assert!(!text.contains("\nnever"), "{text}");
     assert!(text.contains("\nsleep-stopped"), "{text}");
     // The pod and its Secret go.
-    cluster::until(&env.cluster, 30, "the pod going away", |c| {
-        cluster::job_objects(c, 105).is_empty()
-    })
-    .await;
+    cluster::until_gone(&env.cluster, 105, "the pod going away").await;
 }
 
 #[tokio::test]
@@ -839,10 +833,7 @@ async fn an_unschedulable_pod_fails_after_poll_timeout_with_the_schedulers_messa
         "{text}"
     );
     assert!(text.contains("`node_selector`"), "{text}");
-    cluster::until(&env.cluster, 30, "the pod going away", |c| {
-        cluster::job_objects(c, 131).is_empty()
-    })
-    .await;
+    cluster::until_gone(&env.cluster, 131, "the pod going away").await;
 }
 
 #[tokio::test]
@@ -908,10 +899,7 @@ async fn a_missing_service_account_is_explained() {
         "{text}"
     );
     // Nothing is left: the Secret created before the pod is deleted too.
-    cluster::until(&env.cluster, 30, "the job's Secret going away", |c| {
-        cluster::job_objects(c, 133).is_empty()
-    })
-    .await;
+    cluster::until_gone(&env.cluster, 133, "the job's Secret going away").await;
 }
 
 #[tokio::test]
@@ -1056,10 +1044,7 @@ async fn the_sweep_removes_what_a_crashed_manager_left_and_returns_the_job_token
         !format!("{swept:?}").contains(JOB_TOKEN),
         "Debug hides the token"
     );
-    cluster::until(&env.cluster, 30, "the left-over objects going away", |c| {
-        cluster::job_objects(c, 136).is_empty()
-    })
-    .await;
+    cluster::until_gone(&env.cluster, 136, "the left-over objects going away").await;
     // Another manager's objects are not touched.
     let other =
         glrunner_kubernetes::sweep::sweep(cluster.kube(), cluster::JOB_NS, "s_other0000000")
@@ -1101,10 +1086,7 @@ async fn a_missing_permission_fails_the_job_with_the_role_that_grants_it() {
         "{text}"
     );
     assert!(text.contains("resources: [\"pods/attach\"]"), "{text}");
-    cluster::until(&env.cluster, 30, "the pod going away", |c| {
-        cluster::job_objects(c, 137).is_empty()
-    })
-    .await;
+    cluster::until_gone(&env.cluster, 137, "the pod going away").await;
 }
 
 #[tokio::test]
