@@ -956,9 +956,15 @@ impl JobPod {
     ) -> Result<(), ExecutorError> {
         let mut frame = format!("write {name} {}\n", data.len()).into_bytes();
         frame.extend_from_slice(data);
-        self.session.unacked.insert(name.to_owned(), frame.clone());
-        if let Some(c) = &self.session.logs
-            && !send_chunked(c, &frame).await
+        // Kept until acknowledged (a new exec sends it again), and sent from there without a copy.
+        let session = &mut self.session;
+        let frame = &*session
+            .unacked
+            .entry(name.to_owned())
+            .insert_entry(frame)
+            .into_mut();
+        if let Some(c) = &session.logs
+            && !send_chunked(c, frame).await
         {
             self.connect_logs(true).await?;
         }
