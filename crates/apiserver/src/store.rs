@@ -665,28 +665,23 @@ impl Store {
             return Err(ApiError::not_found(&gr, name));
         };
         let uid = str_at(&existing, "/metadata/uid").to_owned();
-        if let Some(want) = &opts.precondition_uid
-            && *want != uid
-        {
-            return Err(ApiError::conflict(
-                &gr,
-                name,
-                &format!(
-                    "Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"
-                ),
-            ));
-        }
-        let rv = str_at(&existing, "/metadata/resourceVersion").to_owned();
-        if let Some(want) = &opts.precondition_resource_version
-            && *want != rv
-        {
-            return Err(ApiError::conflict(
-                &gr,
-                name,
-                &format!(
-                    "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rv}"
-                ),
-            ));
+        let rv = str_at(&existing, "/metadata/resourceVersion");
+        let preconditions = [
+            ("UID", &opts.precondition_uid, uid.as_str()),
+            ("ResourceVersion", &opts.precondition_resource_version, rv),
+        ];
+        for (field, want, have) in preconditions {
+            if let Some(want) = want
+                && want != have
+            {
+                return Err(ApiError::conflict(
+                    &gr,
+                    name,
+                    &format!(
+                        "Precondition failed: {field} in precondition: {want}, {field} in object meta: {have}"
+                    ),
+                ));
+            }
         }
         if opts.dry_run {
             return Ok(Deleted::Gone(existing));
@@ -1280,6 +1275,56 @@ mod tests {
 
     fn rt(plural: &str) -> &'static ResourceType {
         resource::by_plural("", plural).expect("resource")
+    }
+
+    #[test]
+    fn delete_preconditions_must_match_the_object() {
+        let s = store_with_ns("ci");
+        let cm = s
+            .create(
+                rt("configmaps"),
+                "ci",
+                json!({"metadata":{"name":"c"}}),
+                &WriteOptions::default(),
+            )
+            .expect("configmap")
+            .object;
+        let uid = str_at(&cm, "/metadata/uid");
+        let rv = str_at(&cm, "/metadata/resourceVersion");
+        let refused = |opts: DeleteOptions| {
+            let err = s
+                .delete(rt("configmaps"), "ci", "c", &opts)
+                .expect_err("precondition");
+            assert_eq!(err.code, 409);
+            err.message
+        };
+        assert_eq!(
+            refused(DeleteOptions {
+                precondition_uid: Some("other".into()),
+                ..Default::default()
+            }),
+            format!(
+                "Operation cannot be fulfilled on configmaps \"c\": Precondition failed: UID in precondition: other, UID in object meta: {uid}"
+            )
+        );
+        assert_eq!(
+            refused(DeleteOptions {
+                precondition_uid: Some(uid.into()),
+                precondition_resource_version: Some("1".into()),
+                ..Default::default()
+            }),
+            format!(
+                "Operation cannot be fulfilled on configmaps \"c\": Precondition failed: ResourceVersion in precondition: 1, ResourceVersion in object meta: {rv}"
+            )
+        );
+        let opts = DeleteOptions {
+            precondition_uid: Some(uid.into()),
+            precondition_resource_version: Some(rv.into()),
+            ..Default::default()
+        };
+        s.delete(rt("configmaps"), "ci", "c", &opts)
+            .expect("both match");
+        assert!(s.get("configmaps", "ci", "c").is_none());
     }
 
     #[test]
