@@ -212,7 +212,7 @@ fn node_project_services_reach_the_payload_and_rules_decide_in_the_plan() {
     };
     let main = on("main");
     let plan = pipeline.plan(&main, &Selection::All).unwrap();
-    let names: Vec<&str> = plan.jobs().iter().map(|j| j.name.as_str()).collect();
+    let names = common::names(&plan);
     assert_eq!(names, ["lint", "test:unit", "test:e2e", "deploy"]);
     let feature = on("feature/x");
     let plan = pipeline.plan(&feature, &Selection::All).unwrap();

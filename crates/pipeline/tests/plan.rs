@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fixture, git, sha1_hex};
+use common::{fixture, git, names, sha1_hex};
 use glrunner_pipeline::{
     AllowFailure, GitFacts, JobResult, JobState, JobStatus, LocalArtifacts, LocalContext, Next,
     Pipeline, PipelineError, Plan, Selection,
@@ -26,10 +26,6 @@ fn on(branch: Option<&str>, tag: Option<&str>) -> LocalContext {
 fn shop(ctx: &LocalContext) -> Pipeline {
     Pipeline::load_with(shop_dir().join(".gitlab-ci.yml"), ctx)
         .unwrap_or_else(|e| panic!("the shop fixture should load:\n{e}"))
-}
-
-fn names<'a>(plan: &'a Plan<'_>) -> Vec<&'a str> {
-    plan.jobs().iter().map(|j| j.name.as_str()).collect()
 }
 
 fn value<'a>(payload: &'a JobResponse, key: &str) -> Option<&'a str> {

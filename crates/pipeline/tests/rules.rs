@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{git, sha1_hex};
+use common::{git, names, sha1_hex};
 use glrunner_pipeline::rules::JobWhen;
 use glrunner_pipeline::{
     AllowFailure, GitFacts, JobResult, JobStatus, LocalContext, Next, Pipeline, PipelineError,
@@ -279,7 +279,7 @@ job:
     assert_eq!(job.allow_failure, AllowFailure::Yes);
     assert_eq!(job.needs.as_ref().unwrap()[0].job, "a");
     // `needs: [a]` puts the job in the second wave, right after `a`.
-    let order: Vec<&str> = plan.jobs().iter().map(|j| j.name.as_str()).collect();
+    let order = names(&plan);
     assert_eq!(order, ["a", "b", "job"]);
     let (ran, _) = run(&mut plan, &fast, &["b"]);
     assert!(
@@ -403,7 +403,7 @@ maybe:
             },
         )
         .unwrap();
-    let names: Vec<&str> = plan.jobs().iter().map(|j| j.name.as_str()).collect();
+    let names = names(&plan);
     assert_eq!(names, ["maybe"]);
     assert_eq!(plan.jobs()[0].needs.as_deref(), Some(&[][..]));
 }

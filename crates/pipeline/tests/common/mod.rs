@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests: fixture paths and payload lookups.
 #![allow(dead_code)]
 
-use glrunner_pipeline::{GitFacts, LocalContext, Pipeline};
+use glrunner_pipeline::{GitFacts, LocalContext, Pipeline, Plan};
 use glrunner_protocol::{JobResponse, JobVariable};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -73,4 +73,9 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 pub fn sha1_hex(text: &str) -> String {
     use sha1::{Digest, Sha1};
     hex::encode(Sha1::digest(text.as_bytes()))
+}
+
+/// The names of the jobs a plan runs, in its order.
+pub fn names<'a>(plan: &'a Plan<'_>) -> Vec<&'a str> {
+    plan.jobs().iter().map(|j| j.name.as_str()).collect()
 }
