@@ -225,9 +225,7 @@ impl PodPlan {
 
     /// A label selector (`k=v,…`) for every object of this job.
     pub fn selector(&self) -> String {
-        self.labels
-            .iter()
-            .filter(|(k, _)| *k != LABEL_MANAGED_BY)
+        self.job_labels()
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(",")
@@ -270,9 +268,7 @@ impl PodPlan {
     /// Eviction API call is refused while the job runs.
     pub fn disruption_budget(&self, uid: &str) -> PodDisruptionBudget {
         let selector: BTreeMap<String, String> = self
-            .labels
-            .iter()
-            .filter(|(k, _)| *k != LABEL_MANAGED_BY)
+            .job_labels()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         PodDisruptionBudget {
@@ -293,6 +289,11 @@ impl PodPlan {
             }),
             status: None,
         }
+    }
+
+    /// The labels that single out this job's objects (all but `managed-by`).
+    fn job_labels(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.labels.iter().filter(|(k, _)| *k != LABEL_MANAGED_BY)
     }
 
     /// The log file stages append to.
