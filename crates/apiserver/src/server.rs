@@ -661,11 +661,11 @@ async fn handle(
         path,
         query: query_text,
         user,
-        verb: info.verb.clone(),
-        resource: info.resource.clone(),
-        subresource: info.subresource.clone(),
-        namespace: info.namespace.clone(),
-        name: info.name.clone(),
+        verb: info.verb,
+        resource: info.resource,
+        subresource: info.subresource,
+        namespace: info.namespace,
+        name: info.name,
         status: resp.status().as_u16(),
         duration: started.elapsed(),
     };
@@ -706,20 +706,17 @@ async fn pipeline(
         Err(e) => return (error_response(&e), String::new()),
     };
     let username = user.username.clone();
-    let mut checks = vec![info.verb.clone()];
     // Websocket upgrades of exec/attach/portforward are GETs that also need `create`
     // (AuthorizePodWebsocketUpgradeCreatePermission).
-    if info.verb == "get"
+    let upgrade = info.verb == "get"
         && matches!(info.subresource.as_str(), "exec" | "attach" | "portforward")
-        && is_websocket_upgrade(&req)
-    {
-        checks.push("create".to_owned());
-    }
-    for verb in checks {
+        && is_websocket_upgrade(&req);
+    let checks = [Some(info.verb.as_str()), upgrade.then_some("create")];
+    for verb in checks.into_iter().flatten() {
         let attrs = if info.is_resource {
             Attributes::resource(
                 &user,
-                &verb,
+                verb,
                 &info.group,
                 &info.resource,
                 &info.subresource,
@@ -727,7 +724,7 @@ async fn pipeline(
                 &info.name,
             )
         } else {
-            Attributes::non_resource(&user, &verb, &info.path)
+            Attributes::non_resource(&user, verb, &info.path)
         };
         let decision = authorizer.authorize(&attrs);
         if !decision.allowed {
