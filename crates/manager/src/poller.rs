@@ -86,13 +86,14 @@ impl RunnerPoller {
                 r = self.entry.client.request_job(&req) => r,
                 _ = self.stop_polling.cancelled() => return,
             };
+            // Zero unless this answer is another quick one asked again at once.
+            let previous_quick_retries = std::mem::take(&mut quick_retries);
             let reply = match reply {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(runner = %self.entry.identity.name, "checking for jobs failed: {e}");
                     self.concurrency.record(RequestResult::Empty);
                     drop(permits);
-                    quick_retries = 0;
                     self.pause(self.check_interval).await;
                     continue;
                 }
@@ -102,7 +103,6 @@ impl RunnerPoller {
                 *self.last_update.lock().unwrap_or_else(|e| e.into_inner()) = Some(cursor.clone());
             }
             let throttled = reply.saw_retriable;
-            let mut next_quick_retries = 0;
             let next_pause = match reply.outcome {
                 JobRequestOutcome::Job(job) => {
                     self.accepted();
@@ -138,10 +138,10 @@ impl RunnerPoller {
                     let long_polled = sent_cursor.is_some() && new_cursor.is_none();
                     let refreshed = new_cursor.is_some() && new_cursor != sent_cursor;
                     let quick = asked.elapsed() < Duration::from_secs(1);
-                    let immediate =
-                        (long_polled || refreshed) && (!quick || quick_retries < MAX_QUICK_RETRIES);
+                    let immediate = (long_polled || refreshed)
+                        && (!quick || previous_quick_retries < MAX_QUICK_RETRIES);
                     if immediate && quick {
-                        next_quick_retries = quick_retries + 1;
+                        quick_retries = previous_quick_retries + 1;
                     }
                     if immediate {
                         None
@@ -199,7 +199,6 @@ impl RunnerPoller {
                     Some(self.check_interval)
                 }
             };
-            quick_retries = next_quick_retries;
             self.metrics
                 .set_request_concurrency(&self.entry.identity.name, self.concurrency.limit());
             if let Some(d) = next_pause {
