@@ -55,12 +55,7 @@ impl Git {
     pub(crate) fn at(git_dir: &Path) -> Self {
         let mut dir = OsString::from("--git-dir=");
         dir.push(git_dir);
-        Self {
-            args: vec![dir],
-            env: Vec::new(),
-            cwd: None,
-            input: None,
-        }
+        Self::bare_command().arg(dir)
     }
 
     /// `git …` with no repository named (init, or a command run in `cwd`).
