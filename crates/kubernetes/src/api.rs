@@ -47,6 +47,23 @@ const TRANSIENT_MESSAGES: &[&str] = &[
     "broken pipe",
 ];
 
+/// A namespaced object kind the wrapper reads, lists and watches (Pod, Secret, Service, …).
+pub trait Namespaced:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + Debug
+    + DeserializeOwned
+{
+}
+
+impl<K> Namespaced for K where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned
+{
+}
+
 /// How calls are retried: from `retry_limit`, `retry_backoff_max` and `retry_limits`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
@@ -473,11 +490,7 @@ impl Kube {
     /// the object back and returns it when it carries the same job labels; else it is a conflict.
     pub async fn create<K>(&self, namespace: &str, obj: &K) -> Result<K, KubeError>
     where
-        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + Debug
-            + Serialize
-            + DeserializeOwned,
+        K: Namespaced + Serialize,
     {
         let name = obj.meta().name.clone().unwrap_or_default();
         let api = self.api::<K>(namespace);
@@ -515,10 +528,7 @@ impl Kube {
 
     pub async fn get<K>(&self, namespace: &str, name: &str) -> Result<K, KubeError>
     where
-        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + Debug
-            + DeserializeOwned,
+        K: Namespaced,
     {
         let api = self.api::<K>(namespace);
         self.call(target::<K>("", Verb::Get, namespace, name), || {
@@ -530,10 +540,7 @@ impl Kube {
     /// `get`, with `None` for 404.
     pub async fn get_opt<K>(&self, namespace: &str, name: &str) -> Result<Option<K>, KubeError>
     where
-        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + Debug
-            + DeserializeOwned,
+        K: Namespaced,
     {
         match self.get(namespace, name).await {
             Ok(k) => Ok(Some(k)),
@@ -545,11 +552,7 @@ impl Kube {
     /// Replace (`update`) an object read before; 409 means it changed meanwhile.
     pub async fn replace<K>(&self, namespace: &str, obj: &K) -> Result<K, KubeError>
     where
-        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + Debug
-            + Serialize
-            + DeserializeOwned,
+        K: Namespaced + Serialize,
     {
         let name = obj.meta().name.clone().unwrap_or_default();
         let api = self.api::<K>(namespace);
@@ -568,10 +571,7 @@ impl Kube {
         params: &DeleteParams,
     ) -> Result<(), KubeError>
     where
-        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + Debug
-            + DeserializeOwned,
+        K: Namespaced,
     {
         let api = self.api::<K>(namespace);
         match self
@@ -592,10 +592,7 @@ impl Kube {
         params: &ListParams,
     ) -> Result<ObjectList<K>, KubeError>
     where
-        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + Debug
-            + DeserializeOwned,
+        K: Namespaced,
     {
         let api = self.api::<K>(namespace);
         self.call(target::<K>("", Verb::List, namespace, ""), || {
@@ -615,12 +612,7 @@ impl Kube {
         KubeError,
     >
     where
-        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + Debug
-            + DeserializeOwned
-            + Send
-            + 'static,
+        K: Namespaced + Send + 'static,
     {
         let api = self.api::<K>(namespace);
         self.call(target::<K>("", Verb::Watch, namespace, ""), || {

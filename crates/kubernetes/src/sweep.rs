@@ -5,15 +5,13 @@
 //! Secret) so the caller can fail it in GitLab with a reason instead of leaving it "running" until
 //! its timeout.
 
-use crate::api::{Kube, KubeError};
+use crate::api::{Kube, KubeError, Namespaced};
 use crate::permissions::Verb;
 use crate::pod::{JOB_TOKEN_KEY, LABEL_JOB_ID, LABEL_SYSTEM_ID};
 use glrunner_protocol::Secret as Token;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::Resource;
 use kube::api::{DeleteParams, ListParams, PropagationPolicy};
-use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 
 /// A job whose objects a previous run left behind.
@@ -119,10 +117,7 @@ async fn delete_all<K>(
     deleted: &mut Vec<String>,
 ) -> Result<(), KubeError>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + DeserializeOwned,
+    K: Namespaced,
 {
     let kind = K::kind(&()).to_lowercase();
     for o in objects {

@@ -4,13 +4,11 @@
 //! and demultiplexed by pod name. A job subscribes before it creates its pod, so it sees everything
 //! that happens to it; what it gets is the latest [`PodState`], through a `tokio::sync::watch`.
 
-use crate::api::Kube;
+use crate::api::{Kube, Namespaced};
 use crate::pod::LABEL_SYSTEM_ID;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::Resource;
 use kube::api::{ListParams, WatchEvent, WatchParams};
-use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -309,12 +307,7 @@ async fn follow<K>(
     mut listed: impl FnMut(Vec<K>) -> bool,
     mut changed: impl FnMut(K, bool) -> bool,
 ) where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + DeserializeOwned
-        + Send
-        + 'static,
+    K: Namespaced + Send + 'static,
 {
     let Feed {
         what,
