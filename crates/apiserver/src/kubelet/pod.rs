@@ -605,6 +605,16 @@ impl Worker {
         }
     }
 
+    /// Container `i` could not start: it waits with `reason` and is tried again after a sync.
+    fn retry_later(&mut self, i: usize, reason: &str, message: String) {
+        let sl = &mut self.slots[i];
+        sl.state = State::Waiting {
+            reason: reason.to_owned(),
+            message: Some(message),
+        };
+        sl.next_try = Some(Instant::now() + self.s.options.sync_interval);
+    }
+
     /// Pull (if needed), then create and start container `i`.
     async fn attempt(&mut self, i: usize) {
         let Some(reference) = self.slots[i].reference.clone() else {
@@ -614,11 +624,7 @@ impl Worker {
             );
             self.event(Some(i), WARNING, "InspectFailed", &message);
             self.event(Some(i), WARNING, "Failed", "Error: InvalidImageName");
-            self.slots[i].state = State::Waiting {
-                reason: "InvalidImageName".to_owned(),
-                message: Some(message),
-            };
-            self.slots[i].next_try = Some(Instant::now() + self.s.options.sync_interval);
+            self.retry_later(i, "InvalidImageName", message);
             return;
         };
         let img = self.s.options.lookup_image(&reference).clone();
@@ -644,11 +650,7 @@ impl Worker {
                     );
                     self.event(Some(i), WARNING, "ErrImageNeverPull", &message);
                     self.event(Some(i), WARNING, "Failed", "Error: ErrImageNeverPull");
-                    self.slots[i].state = State::Waiting {
-                        reason: "ErrImageNeverPull".to_owned(),
-                        message: Some(message),
-                    };
-                    self.slots[i].next_try = Some(Instant::now() + self.s.options.sync_interval);
+                    self.retry_later(i, "ErrImageNeverPull", message);
                     return;
                 }
                 false
@@ -771,12 +773,7 @@ impl Worker {
             Ok(e) => e,
             Err(message) => {
                 self.event(Some(i), WARNING, "Failed", &format!("Error: {message}"));
-                let sl = &mut self.slots[i];
-                sl.state = State::Waiting {
-                    reason: "CreateContainerConfigError".to_owned(),
-                    message: Some(message),
-                };
-                sl.next_try = Some(Instant::now() + self.s.options.sync_interval);
+                self.retry_later(i, "CreateContainerConfigError", message);
                 return;
             }
         };
