@@ -168,7 +168,6 @@ pub fn select(project_dir: &Path, spec: &Spec) -> Result<Selection, SelectError>
         real_root,
         wd,
         excludes: Vec::new(),
-        excluded: Vec::new(),
         entries: BTreeMap::new(),
         messages: Vec::new(),
     };
@@ -179,7 +178,7 @@ pub fn select(project_dir: &Path, spec: &Spec) -> Result<Selection, SelectError>
     if spec.untracked {
         s.process_untracked();
     }
-    for ((rule, _), count) in s.excludes.iter().zip(&s.excluded) {
+    for Exclude { rule, count, .. } in &s.excludes {
         if *count > 0 {
             s.messages
                 .push(Message::info(format!("{rule}: excluded {count} files")));
@@ -197,10 +196,16 @@ struct Selector {
     real_root: PathBuf,
     /// The project directory as a cleaned string, for gitlab-runner's lexical checks.
     wd: String,
-    excludes: Vec<(String, Pattern)>,
-    excluded: Vec<u64>,
+    excludes: Vec<Exclude>,
     entries: BTreeMap<String, Entry>,
     messages: Vec<Message>,
+}
+
+/// An `exclude` rule, its pattern relative to the project, and how many entries it left out.
+struct Exclude {
+    rule: String,
+    pattern: Pattern,
+    count: u64,
 }
 
 /// What happened to one walked path.
@@ -267,8 +272,11 @@ impl Selector {
             };
             match Pattern::new(&rel) {
                 Ok(p) => {
-                    self.excludes.push((rule.clone(), p));
-                    self.excluded.push(0);
+                    self.excludes.push(Exclude {
+                        rule: rule.clone(),
+                        pattern: p,
+                        count: 0,
+                    });
                 }
                 Err(BadPattern(detail)) => {
                     self.warn(format!("{rule}: syntax error in pattern ({detail})"));
@@ -278,7 +286,7 @@ impl Selector {
     }
 
     fn excluded_by(&self, rel: &str) -> Option<usize> {
-        self.excludes.iter().position(|(_, p)| p.matches(rel))
+        self.excludes.iter().position(|e| e.pattern.matches(rel))
     }
 
     fn process_path(&mut self, path: &str) {
@@ -418,7 +426,7 @@ impl Selector {
                 under.push(k);
                 match self.process(&p) {
                     Outcome::Added | Outcome::Root => found += k,
-                    Outcome::Excluded(i) => self.excluded[i] += k,
+                    Outcome::Excluded(i) => self.excludes[i].count += k,
                     Outcome::Ignored => {}
                 }
                 visited.insert(p);
@@ -466,7 +474,7 @@ impl Selector {
         for file in &listed.files {
             match self.process(file) {
                 Outcome::Added | Outcome::Root => found += 1,
-                Outcome::Excluded(i) => self.excluded[i] += 1,
+                Outcome::Excluded(i) => self.excludes[i].count += 1,
                 Outcome::Ignored => {}
             }
         }
