@@ -495,11 +495,8 @@ impl Kube {
         let name = obj.meta().name.clone().unwrap_or_default();
         let api = self.api::<K>(namespace);
         let pp = PostParams::default();
-        let created = self
-            .call(target::<K>("", Verb::Create, namespace, &name), || {
-                api.create(&pp, obj)
-            })
-            .await;
+        let t = target::<K>("", Verb::Create, namespace, &name);
+        let created = self.call(t, || api.create(&pp, obj)).await;
         match created {
             Err(KubeError::Conflict { message, .. }) if message.contains("already exists") => {
                 let existing: K = self.get(namespace, &name).await?;
@@ -514,7 +511,7 @@ impl Kube {
                     Ok(existing)
                 } else {
                     Err(KubeError::Conflict {
-                        what: target::<K>("", Verb::Create, namespace, &name).describe(),
+                        what: t.describe(),
                         namespace: namespace.to_owned(),
                         resource: K::plural(&()).into_owned(),
                         name,
