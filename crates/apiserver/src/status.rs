@@ -68,6 +68,22 @@ impl FieldError {
         }
     }
 
+    pub fn duplicate(field: &str, value: &str) -> Self {
+        Self {
+            cause_type: "FieldValueDuplicate",
+            field: field.to_owned(),
+            body: format!("Duplicate value: {}", go_quote(value)),
+        }
+    }
+
+    pub fn not_found(field: &str, value: &str) -> Self {
+        Self {
+            cause_type: "FieldValueNotFound",
+            field: field.to_owned(),
+            body: format!("Not found: {}", go_quote(value)),
+        }
+    }
+
     pub fn unsupported(field: &str, value: &str, supported: &[&str]) -> Self {
         let list: Vec<String> = supported.iter().map(|s| go_quote(s)).collect();
         Self {

@@ -193,11 +193,7 @@ fn validate_pod_spec(pod: &Value, errs: &mut Vec<FieldError>) {
         for (i, v) in vs.iter().enumerate() {
             let n = str_at(v, "/name").unwrap_or_default();
             if !seen.insert(n) {
-                errs.push(FieldError {
-                    cause_type: "FieldValueDuplicate",
-                    field: format!("spec.volumes[{i}].name"),
-                    body: format!("Duplicate value: {}", crate::status::go_quote(n)),
-                });
+                errs.push(FieldError::duplicate(&format!("spec.volumes[{i}].name"), n));
             }
         }
     }
@@ -229,11 +225,7 @@ fn validate_pod_spec(pod: &Value, errs: &mut Vec<FieldError>) {
                         &p.join("; "),
                     ));
                 } else if !names.insert(name.to_owned()) {
-                    errs.push(FieldError {
-                        cause_type: "FieldValueDuplicate",
-                        field: format!("{base}.name"),
-                        body: format!("Duplicate value: {}", crate::status::go_quote(name)),
-                    });
+                    errs.push(FieldError::duplicate(&format!("{base}.name"), name));
                 }
             }
             if str_at(c, "/image").unwrap_or_default().is_empty() {
@@ -243,11 +235,10 @@ fn validate_pod_spec(pod: &Value, errs: &mut Vec<FieldError>) {
                 for (j, m) in mounts.iter().enumerate() {
                     let vname = str_at(m, "/name").unwrap_or_default();
                     if !volumes.contains(vname) {
-                        errs.push(FieldError {
-                            cause_type: "FieldValueNotFound",
-                            field: format!("{base}.volumeMounts[{j}].name"),
-                            body: format!("Not found: {}", crate::status::go_quote(vname)),
-                        });
+                        errs.push(FieldError::not_found(
+                            &format!("{base}.volumeMounts[{j}].name"),
+                            vname,
+                        ));
                     }
                 }
             }
