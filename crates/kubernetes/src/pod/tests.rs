@@ -168,6 +168,15 @@ fn volume<'p>(p: &'p PodPlan, name: &str) -> &'p Volume {
         .unwrap_or_else(|| panic!("no volume {name}"))
 }
 
+fn volume_names(p: &PodPlan) -> Vec<&str> {
+    spec(p)
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| v.name.as_str())
+        .collect()
+}
+
 fn env<'c>(c: &'c Container, name: &str) -> Option<&'c EnvVar> {
     c.env.iter().flatten().find(|e| e.name == name)
 }
@@ -267,12 +276,7 @@ fn seed_setup_has_gitlab_runners_layout() {
     );
 
     // Volumes: the job's own, then the CA secret and scratch space in every container.
-    let volumes: Vec<&str> = s
-        .volumes
-        .iter()
-        .flatten()
-        .map(|v| v.name.as_str())
-        .collect();
+    let volumes = volume_names(&p);
     assert_eq!(
         volumes,
         [
@@ -1206,12 +1210,7 @@ path = "/exports/ci"
     let c = config(every_kind);
     let job = job_with(&[]);
     let p = plan(&c, &job).unwrap();
-    let volumes: Vec<&str> = spec(&p)
-        .volumes
-        .iter()
-        .flatten()
-        .map(|v| v.name.as_str())
-        .collect();
+    let volumes = volume_names(&p);
     assert_eq!(
         volumes,
         [
@@ -1253,12 +1252,7 @@ fn s3_cache_needs_no_cache_volume_and_base_dirs_move_scripts_and_logs() {
     c.scripts_base_dir = Some("/tmp/".into());
     c.logs_base_dir = Some("/var/log".into());
     let p = plan_with(&c, &job_with(&[]), &r).unwrap();
-    let volumes: Vec<&str> = spec(&p)
-        .volumes
-        .iter()
-        .flatten()
-        .map(|v| v.name.as_str())
-        .collect();
+    let volumes = volume_names(&p);
     assert!(!volumes.contains(&"cache"), "{volumes:?}");
     assert_eq!(p.scripts_dir, "/tmp/scripts-77-4242");
     assert_eq!(p.logs_dir, "/var/log/logs-77-4242");
