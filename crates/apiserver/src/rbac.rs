@@ -166,22 +166,23 @@ impl<'a> Authorizer<'a> {
         let role = self
             .store
             .get("clusterroles.rbac.authorization.k8s.io", "", name)?;
-        Some(rules_of(&role))
+        Some(rules_of(role))
     }
 
     fn role_rules(&self, namespace: &str, name: &str) -> Option<Vec<Value>> {
         let role = self
             .store
             .get("roles.rbac.authorization.k8s.io", namespace, name)?;
-        Some(rules_of(&role))
+        Some(rules_of(role))
     }
 }
 
-fn rules_of(role: &Value) -> Vec<Value> {
-    role.get("rules")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
+/// The role's rules, moved out of the copy the store handed over.
+fn rules_of(mut role: Value) -> Vec<Value> {
+    match role.get_mut("rules").map(Value::take) {
+        Some(Value::Array(rules)) => rules,
+        _ => Vec::new(),
+    }
 }
 
 /// The first subject of `binding` that is `user`.
