@@ -161,13 +161,7 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
     if let Some(k) = &k8s {
         runner = k.runner_context(&runner);
     }
-    let width = plan
-        .jobs()
-        .iter()
-        .map(|j| j.name.chars().count())
-        .max()
-        .unwrap_or(0)
-        .min(MAX_PREFIX_WIDTH);
+    let width = summary::widest(plan.jobs().iter().map(|j| j.name.as_str())).min(MAX_PREFIX_WIDTH);
     let control = JobControl::new();
     cancel_on_ctrl_c(control.clone());
     let started = Instant::now();

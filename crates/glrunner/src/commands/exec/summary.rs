@@ -79,20 +79,9 @@ pub fn describe(ctx: &LocalContext) -> String {
 pub fn list(plan: &Plan<'_>, file: &str, ctx: &LocalContext) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Jobs of {file} for {}, in run order:", describe(ctx));
-    let width = plan
-        .jobs()
-        .iter()
-        .map(|j| j.name.chars().count())
-        .chain([4])
-        .max()
-        .unwrap_or(4);
-    let stage_width = plan
-        .jobs()
-        .iter()
-        .map(|j| j.stage.chars().count())
-        .chain([5])
-        .max()
-        .unwrap_or(5);
+    // At least as wide as the headers.
+    let width = widest(plan.jobs().iter().map(|j| j.name.as_str())).max(4);
+    let stage_width = widest(plan.jobs().iter().map(|j| j.stage.as_str())).max(5);
     let _ = writeln!(
         out,
         "  {:<width$}  {:<stage_width$}  {:<10}  {:<13}  NEEDS",
@@ -138,6 +127,15 @@ pub fn list(plan: &Plan<'_>, file: &str, ctx: &LocalContext) -> String {
     out
 }
 
+/// The width of the widest text, in characters (0 for none): a column's width.
+pub fn widest<'a>(texts: impl IntoIterator<Item = &'a str>) -> usize {
+    texts
+        .into_iter()
+        .map(|t| t.chars().count())
+        .max()
+        .unwrap_or(0)
+}
+
 fn seconds(d: Duration) -> String {
     if d.as_secs() >= 60 {
         format!("{}m {:02}s", d.as_secs() / 60, d.as_secs() % 60)
@@ -149,16 +147,8 @@ fn seconds(d: Duration) -> String {
 /// The summary after a run.
 pub fn render(records: &[Record], total: Duration, passed: bool, colour: bool) -> String {
     let mut out = String::new();
-    let width = records
-        .iter()
-        .map(|r| r.name.chars().count())
-        .max()
-        .unwrap_or(0);
-    let stage_width = records
-        .iter()
-        .map(|r| r.stage.chars().count())
-        .max()
-        .unwrap_or(0);
+    let width = widest(records.iter().map(|r| r.name.as_str()));
+    let stage_width = widest(records.iter().map(|r| r.stage.as_str()));
     let _ = writeln!(out);
     for r in records {
         let label = if colour {
