@@ -371,6 +371,11 @@ fn show_report(trace: &Trace, report: &Report) {
 /// commands stay far below it, so each reaches the container whole or not at all.
 const MAX_FRAME: usize = 1024 * 1024;
 
+/// The pause before connecting again after `failures` failures in a row: 250 ms × 2^failures, at most 4 s.
+fn retry_wait(failures: u32) -> Duration {
+    Duration::from_millis(250) * 2u32.pow(failures.min(4))
+}
+
 /// Send `data` to stdin in frames of at most [`MAX_FRAME`]; false when the connection is gone.
 async fn send_chunked(conn: &Conn, data: &[u8]) -> bool {
     for chunk in data.chunks(MAX_FRAME) {
@@ -801,8 +806,7 @@ impl JobPod {
                 self.check_pod().await?;
             }
             if self.session.log_failures > 0 {
-                let wait = Duration::from_millis(250) * 2u32.pow(self.session.log_failures.min(4));
-                let wait = wait.min(Duration::from_secs(3));
+                let wait = retry_wait(self.session.log_failures).min(Duration::from_secs(3));
                 tokio::time::sleep(wait).await;
             }
             let params = AttachParams::default()
@@ -1223,9 +1227,7 @@ impl JobPod {
                             ));
                             return Err(self.explain(error).await);
                         }
-                        let wait = Duration::from_millis(250)
-                            * 2u32.pow(self.session.attach_failures.min(4));
-                        tokio::time::sleep(wait).await;
+                        tokio::time::sleep(retry_wait(self.session.attach_failures)).await;
                         // The line may not have arrived; the launcher ignores it if it did.
                         self.send_line(container, &start).await?;
                     }
