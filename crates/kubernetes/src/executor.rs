@@ -371,7 +371,7 @@ fn show_report(trace: &Trace, report: &Report) {
 /// commands stay far below it, so each reaches the container whole or not at all.
 const MAX_FRAME: usize = 1024 * 1024;
 
-/// The pause before connecting again after `failures` failures in a row: 250 ms × 2^failures, at most 4 s.
+/// The pause before connecting again after `failures` failures in a row (250 ms × 2^n, at most 4 s).
 fn retry_wait(failures: u32) -> Duration {
     Duration::from_millis(250) * 2u32.pow(failures.min(4))
 }
