@@ -4,6 +4,7 @@
 //! 401. Impersonation headers (`Impersonate-User`/`-Group`) are honoured for callers allowed to
 //! `impersonate`, which is how `kubectl --as` works.
 
+use crate::MutexExt as _;
 use crate::pki::ClientCertificate;
 use crate::rbac::{Attributes, Authorizer};
 use crate::status::{ApiError, GroupResource};
@@ -107,24 +108,20 @@ impl Authenticator {
     pub fn add_user_token(&self, user: UserInfo) -> Secret {
         let token = new_token("glrunner-apiserver-");
         self.tokens
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .locked()
             .insert(token.clone(), TokenOwner::User(user));
         Secret::new(token)
     }
 
     pub fn add_service_account_token(&self, namespace: &str, name: &str) -> Secret {
         let token = new_token("sa.");
-        self.tokens
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                token.clone(),
-                TokenOwner::ServiceAccount {
-                    namespace: namespace.to_owned(),
-                    name: name.to_owned(),
-                },
-            );
+        self.tokens.locked().insert(
+            token.clone(),
+            TokenOwner::ServiceAccount {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            },
+        );
         Secret::new(token)
     }
 
@@ -157,8 +154,7 @@ impl Authenticator {
             .ok_or_else(ApiError::unauthorized)?;
         let owner = self
             .tokens
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .locked()
             .get(token)
             .cloned()
             .ok_or_else(ApiError::unauthorized)?;

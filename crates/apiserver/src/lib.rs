@@ -108,3 +108,16 @@ metadata:
   name: glrunner
   namespace: ci-system
 ";
+
+/// `lock()` that carries on past a poisoned mutex: a panic elsewhere (often a failing test thread)
+/// leaves the guarded maps usable, and the server keeps answering.
+pub(crate) trait MutexExt<T> {
+    fn locked(&self) -> std::sync::MutexGuard<'_, T>;
+}
+
+impl<T> MutexExt<T> for std::sync::Mutex<T> {
+    fn locked(&self) -> std::sync::MutexGuard<'_, T> {
+        self.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

@@ -3,6 +3,7 @@
 //! every request goes through — authentication, impersonation, RBAC authorization, accounting,
 //! dispatch — plus the in-process API tests use.
 
+use crate::MutexExt as _;
 use crate::api::{self, Call, error_response};
 use crate::auth::{Authenticator, Credential, Identity, UserInfo, impersonate};
 use crate::bootstrap;
@@ -496,11 +497,7 @@ impl ApiServer {
 
     /// Requests served so far, per (verb, resource, subresource).
     pub fn request_counts(&self) -> Counts {
-        self.shared
-            .log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .counts()
+        self.shared.log.locked().counts()
     }
 
     /// How many requests had this verb, resource and subresource.
@@ -513,20 +510,12 @@ impl ApiServer {
 
     /// The most recent requests (bounded by [`Options::request_log_limit`]).
     pub fn request_log(&self) -> Vec<RequestRecord> {
-        self.shared
-            .log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .records()
+        self.shared.log.locked().records()
     }
 
     /// Forget counts and log (e.g. between the set-up and the measured part of a benchmark).
     pub fn reset_request_log(&self) {
-        self.shared
-            .log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.shared.log.locked().clear();
     }
 
     /// Stop serving and wait (briefly) for the listeners to end.
@@ -670,11 +659,7 @@ async fn handle(
         duration: started.elapsed(),
     };
     tracing::debug!(method = %record.method, path = %record.path, status = record.status, user = %record.user, "request");
-    shared
-        .log
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .record(record);
+    shared.log.locked().record(record);
     resp
 }
 

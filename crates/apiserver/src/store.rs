@@ -8,6 +8,7 @@
 //! [`Store::update_status`] to move a pod through its phases, [`Store::record_event`] to write events,
 //! and [`Store::finish_pod_deletion`] to complete a graceful deletion.
 
+use crate::MutexExt as _;
 use crate::defaults;
 use crate::resource::{self, ResourceType};
 use crate::status::{ApiError, GroupResource, go_quote};
@@ -191,7 +192,7 @@ impl Store {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.locked()
     }
 
     /// The current (latest) resourceVersion.

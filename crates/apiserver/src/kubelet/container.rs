@@ -7,6 +7,7 @@
 //! the sum of their resident sizes.
 
 use super::logfile::{LogWriter, Stream};
+use crate::MutexExt as _;
 use bytes::Bytes;
 use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
@@ -270,21 +271,13 @@ struct LaunchGuard<'a> {
 
 impl Drop for LaunchGuard<'_> {
     fn drop(&mut self) {
-        self.launching
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.pid);
+        self.launching.locked().remove(&self.pid);
     }
 }
 
 /// Kill what `launching` holds (each container's own process group).
 pub(crate) fn kill_launching(launching: &Launching) -> Vec<u32> {
-    let pids: Vec<u32> = launching
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .copied()
-        .collect();
+    let pids: Vec<u32> = launching.locked().iter().copied().collect();
     for pid in &pids {
         let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(*pid as i32), Signal::SIGKILL);
     }
@@ -345,10 +338,7 @@ pub(crate) async fn launch(
         .spawn()
         .map_err(|e| StartError(format!("starting {}: {e}", tools.unshare.display())))?;
     let pid = child.id().unwrap_or_default();
-    launching
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(pid);
+    launching.locked().insert(pid);
     let _guard = LaunchGuard { launching, pid };
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(StartError(
@@ -402,15 +392,9 @@ pub(crate) async fn launch(
         // The main process is gone: like a PID namespace ending, every other process goes,
         // and the container has stopped once they all have.
         waiter.signal_all(Signal::SIGKILL);
-        let killed: Vec<u32> = waiter
-            .killed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .copied()
-            .collect();
+        let killed: Vec<u32> = waiter.killed.locked().iter().copied().collect();
         wait_gone(&killed).await;
-        waiter.pin.lock().unwrap_or_else(|e| e.into_inner()).take();
+        waiter.pin.locked().take();
         for t in [out_task, err_task] {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
@@ -438,7 +422,7 @@ async fn pump<R: AsyncRead + Unpin>(mut r: R, stream: Stream, p: Arc<Process>) {
         };
         p.log.write(stream, &buf[..n]);
         let chunk = Bytes::copy_from_slice(&buf[..n]);
-        let mut subs = p.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut subs = p.subscribers.locked();
         subs.retain(|s| match s.try_send((stream, chunk.clone())) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -487,7 +471,7 @@ async fn wait_gone(pids: &[u32]) {
 impl Process {
     /// Signal every process of the container while it is pinned (alive); returns their pids.
     fn signal_all(&self, sig: Signal) -> Vec<u32> {
-        let pin = self.pin.lock().unwrap_or_else(|e| e.into_inner());
+        let pin = self.pin.locked();
         if pin.is_none() {
             return Vec::new();
         }
@@ -497,8 +481,7 @@ impl Process {
         }
         if sig == Signal::SIGKILL {
             self.killed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .locked()
                 .extend(pids.iter().copied().filter(|p| *p != self.pid));
         }
         pids
@@ -528,7 +511,7 @@ impl Process {
 
     /// Every process of this container.
     pub fn pids(&self) -> Vec<u32> {
-        let pin = self.pin.lock().unwrap_or_else(|e| e.into_inner());
+        let pin = self.pin.locked();
         if pin.is_none() {
             return Vec::new();
         }
@@ -587,10 +570,7 @@ impl Process {
     /// Output from now on (for attach).
     pub fn subscribe(&self) -> mpsc::Receiver<Chunk> {
         let (tx, rx) = mpsc::channel(SUBSCRIBER_BACKLOG);
-        self.subscribers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(tx);
+        self.subscribers.locked().push(tx);
         rx
     }
 

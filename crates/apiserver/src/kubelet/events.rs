@@ -3,6 +3,7 @@
 //! folded into one object whose `count` and `lastTimestamp` grow (what `kubectl describe` shows
 //! as `(x3 over 2m)`).
 
+use crate::MutexExt as _;
 use crate::resource;
 use crate::store::{Store, WriteOptions, now_rfc3339, str_at};
 use serde_json::{Value, json};
@@ -56,12 +57,7 @@ impl Recorder {
         let Some(rt) = resource::by_plural("", "events") else {
             return;
         };
-        let known = self
-            .seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .cloned();
+        let known = self.seen.locked().get(&key).cloned();
         if let Some((ns, name)) = known {
             let bumped = self.store.mutate(rt, &ns, &name, |ev| {
                 let count = ev.get("count").and_then(Value::as_i64).unwrap_or(1);
@@ -110,7 +106,7 @@ impl Recorder {
         });
         match self.store.create(rt, &ns, event, &WriteOptions::default()) {
             Ok(_) => {
-                let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+                let mut seen = self.seen.locked();
                 if seen.len() >= MAX_REMEMBERED {
                     seen.clear();
                 }

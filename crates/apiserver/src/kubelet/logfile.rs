@@ -2,6 +2,7 @@
 //! for a line continued in the next entry), one file per container start, and the reading side
 //! of `pods/log`: `sinceTime`, `tailLines`, `timestamps`, `limitBytes`.
 
+use crate::MutexExt as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -107,7 +108,7 @@ impl LogWriter {
             out.push(b'\n');
             rest = next;
         }
-        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let mut file = self.file.locked();
         if let Err(e) = file.write_all(&out) {
             tracing::warn!(path = %self.path.display(), error = %e, "container log write failed");
             return;

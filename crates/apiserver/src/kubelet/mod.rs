@@ -41,6 +41,7 @@ pub(crate) use container::{ExecRequest, exec as exec_in};
 pub use image::{Image, PullFailure, Runtime};
 pub use node::{NodeConfig, Taint};
 
+use crate::MutexExt as _;
 use crate::error::StartError;
 use crate::resource;
 use crate::server::{ApiServer, Options};
@@ -293,8 +294,7 @@ impl Shared {
 
     pub fn live(&self, ns: &str, name: &str) -> Option<Arc<PodLive>> {
         self.pods
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .locked()
             .get(&(ns.to_owned(), name.to_owned()))
             .cloned()
     }
@@ -328,8 +328,7 @@ impl Shared {
     ) -> Result<(), FaultError> {
         let tx = self
             .workers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .locked()
             .values()
             .find(|w| w.key.0 == ns && w.key.1 == name)
             .map(|w| w.tx.clone());
@@ -369,21 +368,11 @@ impl Drop for Life {
     fn drop(&mut self) {
         let s = &self.shared;
         s.shutdown.send_replace(true);
-        if let Some(h) = s
-            .dispatcher
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(h) = s.dispatcher.locked().take() {
             h.abort();
         }
-        let workers: Vec<JoinHandle<()>> = s
-            .workers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-            .map(|(_, w)| w.handle)
-            .collect();
+        let workers: Vec<JoinHandle<()>> =
+            s.workers.locked().drain().map(|(_, w)| w.handle).collect();
         for h in workers {
             h.abort();
         }
@@ -392,19 +381,14 @@ impl Drop for Life {
         // child, cannot write once killed.
         container::kill_launching(&s.launching);
         let mut pids = Vec::new();
-        for p in s
-            .containers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
+        for p in s.containers.locked().drain(..) {
             if let Some(p) = p.upgrade() {
                 // The main process is the kubelet's child: it is reaped, not waited for here.
                 pids.extend(p.pids().into_iter().filter(|pid| *pid != p.pid));
                 p.kill();
             }
         }
-        s.pods.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        s.pods.locked().clear();
         // Nothing may write into the kubelet's directory once it is removed.
         container::wait_gone_blocking(&pids, Duration::from_secs(2));
         if s.root_guard.is_some() {
@@ -516,7 +500,7 @@ impl Kubelet {
         let weak = Arc::downgrade(&self.shared);
         let shutdown = s.shutdown.subscribe();
         let handle = tokio::spawn(dispatch(weak, store, rx, shutdown));
-        *s.dispatcher.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        *s.dispatcher.locked() = Some(handle);
         Ok(())
     }
 
@@ -614,8 +598,7 @@ impl Kubelet {
         let senders: Vec<mpsc::Sender<Signal>> = self
             .shared
             .workers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .locked()
             .values()
             .map(|w| w.tx.clone())
             .collect();
@@ -723,8 +706,7 @@ fn on_change(s: &Arc<Shared>, store: &Arc<Store>, c: &Change) {
         "secrets" | "configmaps" => {
             let senders: Vec<mpsc::Sender<Signal>> = s
                 .workers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .locked()
                 .values()
                 .filter(|w| w.key.0 == c.namespace)
                 .map(|w| w.tx.clone())
@@ -742,21 +724,11 @@ fn on_pod(s: &Arc<Shared>, store: &Arc<Store>, pod: &Value, deleted: bool) {
     let ns = str_at(pod, "/metadata/namespace").to_owned();
     let name = str_at(pod, "/metadata/name").to_owned();
     if deleted {
-        let worker = s
-            .workers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&uid)
-            .map(|w| w.tx.clone());
+        let worker = s.workers.locked().get(&uid).map(|w| w.tx.clone());
         if let Some(tx) = worker {
             let _ = tx.try_send(Signal::Deleted);
         }
-        let was_pending = s
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&uid)
-            .is_some();
+        let was_pending = s.pending.locked().remove(&uid).is_some();
         if !was_pending {
             // Its resources are free again.
             retry_pending(s, store);
@@ -765,16 +737,8 @@ fn on_pod(s: &Arc<Shared>, store: &Arc<Store>, pod: &Value, deleted: bool) {
     }
     let node = str_at(pod, "/spec/nodeName");
     if node == s.node_name() {
-        s.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&uid);
-        let existing = s
-            .workers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&uid)
-            .map(|w| w.tx.clone());
+        s.pending.locked().remove(&uid);
+        let existing = s.workers.locked().get(&uid).map(|w| w.tx.clone());
         match existing {
             Some(tx) => {
                 let _ = tx.try_send(Signal::Updated(pod.clone()));
@@ -805,7 +769,7 @@ fn start_worker(
         }
         return;
     }
-    let mut workers = s.workers.lock().unwrap_or_else(|e| e.into_inner());
+    let mut workers = s.workers.locked();
     let capacity = s.options.node.pods as usize;
     if workers.len() >= capacity {
         drop(workers);
@@ -846,8 +810,7 @@ fn reject(s: &Shared, store: &Store, pod: &Value, capacity: usize) {
 fn retry_pending(s: &Arc<Shared>, store: &Arc<Store>) {
     let pending: Vec<(String, String)> = s
         .pending
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .locked()
         .values()
         .map(|(ns, n, _)| (ns.clone(), n.clone()))
         .collect();
@@ -898,10 +861,7 @@ fn schedule(s: &Arc<Shared>, store: &Arc<Store>, pod_json: &Value) {
                     set_condition(p, "PodScheduled", "True", None, None, &now);
                 }
             });
-            s.pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&uid);
+            s.pending.locked().remove(&uid);
             if let (Ok(obj), Some(r)) = (bound, s.scheduler_events.get()) {
                 r.record(
                     &obj,
@@ -913,12 +873,7 @@ fn schedule(s: &Arc<Shared>, store: &Arc<Store>, pod_json: &Value) {
             }
         }
         Err(message) => {
-            let known = s
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&uid)
-                .map(|(_, _, m)| m.clone());
+            let known = s.pending.locked().get(&uid).map(|(_, _, m)| m.clone());
             if known.as_deref() == Some(message.as_str()) {
                 return;
             }
@@ -937,10 +892,7 @@ fn schedule(s: &Arc<Shared>, store: &Arc<Store>, pod_json: &Value) {
             if let (Ok(obj), Some(r)) = (updated, s.scheduler_events.get()) {
                 r.record(&obj, None, events::WARNING, "FailedScheduling", &message);
             }
-            s.pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(uid, (ns, name, message));
+            s.pending.locked().insert(uid, (ns, name, message));
         }
     }
 }

@@ -11,6 +11,7 @@ use super::image::{self, Image, PullError, Reference, Runtime};
 use super::logfile::LogWriter;
 use super::volume::{self, Prepared};
 use super::{Shared, quantity, set_condition};
+use crate::MutexExt as _;
 use crate::store::{Store, now_rfc3339, str_at};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::{Value, json};
@@ -62,11 +63,7 @@ pub(crate) struct PodLive {
 
 impl PodLive {
     pub fn container(&self, name: &str) -> Option<LiveContainer> {
-        self.containers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
+        self.containers.locked().get(name).cloned()
     }
 
     pub fn running(&self, name: &str) -> Option<Arc<Process>> {
@@ -81,7 +78,7 @@ impl PodLive {
     }
 
     fn update(&self, name: &str, f: impl FnOnce(&mut LiveContainer)) {
-        let mut map = self.containers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.containers.locked();
         f(map.entry(name.to_owned()).or_default());
     }
 }
@@ -204,8 +201,7 @@ pub(crate) async fn run(
         containers: Mutex::new(BTreeMap::new()),
     });
     s.pods
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .locked()
         .insert((ns.clone(), name.clone()), live.clone());
     let mut slots = Vec::new();
     if let Some(spec) = pod.spec.as_ref() {
@@ -284,10 +280,7 @@ pub(crate) async fn run(
 }
 
 fn forget(s: &Shared, uid: &str) {
-    s.workers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(uid);
+    s.workers.locked().remove(uid);
 }
 
 impl Worker {
@@ -629,13 +622,7 @@ impl Worker {
         };
         let img = self.s.options.lookup_image(&reference).clone();
         let full = reference.full();
-        let present = img.present
-            || self
-                .s
-                .present
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(&full);
+        let present = img.present || self.s.present.locked().contains(&full);
         let policy = self.slots[i]
             .spec
             .image_pull_policy
@@ -714,11 +701,7 @@ impl Worker {
                 let Some(reference) = self.slots[i].reference.clone() else {
                     return;
                 };
-                self.s
-                    .present
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(reference.full());
+                self.s.present.locked().insert(reference.full());
                 let img = self.s.options.lookup_image(&reference).clone();
                 self.create(i, &reference, &img).await;
             }
@@ -848,7 +831,7 @@ impl Worker {
         match container::launch(&tools, launch, &self.s.launching).await {
             Ok(process) => {
                 {
-                    let mut all = self.s.containers.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut all = self.s.containers.locked();
                     all.retain(|w| w.strong_count() > 0);
                     all.push(Arc::downgrade(&process));
                 }
@@ -1230,8 +1213,7 @@ impl Worker {
         self.kill_all();
         self.s
             .pods
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .locked()
             .remove(&(self.ns.clone(), self.name.clone()));
         // The namespaces are gone with their processes; only plain directories are left.
         let _ = std::fs::remove_dir_all(&self.dir);
