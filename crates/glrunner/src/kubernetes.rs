@@ -168,9 +168,7 @@ async fn fail_orphan(
         token,
         state: JobState::Failed,
         failure_reason: Some(FailureReason::RunnerSystemFailure.as_str().to_owned()),
-        checksum: None,
-        output: None,
-        exit_code: None,
+        ..UpdateJobRequest::default()
     };
     match client.update_job(id, &request).await {
         Ok(r) if r.status < 300 => tracing::warn!(
