@@ -16,6 +16,7 @@ use crate::table;
 use bytes::Bytes;
 use http::{HeaderValue, header};
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,8 +70,17 @@ impl Params {
     }
 }
 
+/// One watch event, serialized from borrowed parts (`{"object":…,"type":…}`, the key order a JSON
+/// map gives) so the object is not copied for each watcher.
+#[derive(serde::Serialize)]
+struct Event<'a> {
+    object: &'a Value,
+    #[serde(rename = "type")]
+    kind: &'a str,
+}
+
 fn event_line(kind: &str, object: &Value) -> Bytes {
-    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+    let mut line = serde_json::to_vec(&Event { object, kind }).unwrap_or_default();
     line.push(b'\n');
     Bytes::from(line)
 }
@@ -133,10 +143,10 @@ struct Watcher {
 }
 
 impl Watcher {
-    fn render(&self, obj: &Value) -> Value {
+    fn render<'a>(&self, obj: &'a Value) -> Cow<'a, Value> {
         match &self.as_table {
-            Some(q) => table::watch_object(self.rt, obj, q),
-            None => obj.clone(),
+            Some(q) => Cow::Owned(table::watch_object(self.rt, obj, q)),
+            None => Cow::Borrowed(obj),
         }
     }
 
