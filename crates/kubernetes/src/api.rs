@@ -317,14 +317,14 @@ impl Kube {
             .clone()
     }
 
-    fn count(&self, key: String) {
-        *self
-            .shared
-            .counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key)
-            .or_default() += 1;
+    fn count(&self, key: &str) {
+        let mut counts = self.shared.counts.lock().unwrap_or_else(|e| e.into_inner());
+        match counts.get_mut(key) {
+            Some(n) => *n += 1,
+            None => {
+                counts.insert(key.to_owned(), 1);
+            }
+        }
     }
 
     /// Run `call` as `target`, with the wrapper's checks, counting and retries.
@@ -333,7 +333,6 @@ impl Kube {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
     {
-        let what = target.describe();
         if permissions::find(
             target.group,
             target.resource,
@@ -342,14 +341,17 @@ impl Kube {
         )
         .is_none()
         {
+            let what = target.describe();
             debug_assert!(false, "{what} is not in the permission catalogue");
             return Err(KubeError::NotInCatalogue { what });
         }
+        // One key per call for counting; the description is made only when a try fails.
+        let key = target.key();
         let retry = &self.shared.retry;
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            self.count(target.key());
+            self.count(&key);
             let error = match call().await {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
@@ -369,11 +371,11 @@ impl Kube {
                     .retry_after
                     .unwrap_or_else(|| retry.backoff(attempt))
                     .min(retry.backoff_max.max(BACKOFF_START) * 4);
-                tracing::debug!(call = %what, attempt, error = %failure.message, "retrying a Kubernetes API call");
+                tracing::debug!(call = %target.describe(), attempt, error = %failure.message, "retrying a Kubernetes API call");
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            return Err(self.explain(&target, what, attempt, failure, retriable));
+            return Err(self.explain(&target, target.describe(), attempt, failure, retriable));
         }
     }
 
