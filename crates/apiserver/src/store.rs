@@ -254,10 +254,16 @@ impl Store {
     pub fn list(&self, rt: &ResourceType, namespace: Option<&str>) -> (Vec<Value>, u64) {
         let st = self.lock();
         let q = rt.qualified();
+        // Keys sort by resource, then namespace: the objects asked for are one contiguous run.
+        let first = (
+            q.clone(),
+            namespace.unwrap_or_default().to_owned(),
+            String::new(),
+        );
         let items = st
             .objects
-            .iter()
-            .filter(|((r, ns, _), _)| *r == q && namespace.is_none_or(|n| n == ns))
+            .range(first..)
+            .take_while(|((r, ns, _), _)| *r == q && namespace.is_none_or(|n| n == ns))
             .map(|(_, v)| v.clone())
             .collect();
         (items, st.rv)
@@ -1276,6 +1282,43 @@ mod tests {
 
     fn rt(plural: &str) -> &'static ResourceType {
         resource::by_plural("", plural).expect("resource")
+    }
+
+    #[test]
+    fn lists_hold_one_resource_in_one_namespace_or_all() {
+        let s = store_with_ns("a");
+        let nsrt = resource::by_plural("", "namespaces").expect("ns");
+        let w = WriteOptions::default();
+        s.create(nsrt, "", json!({"metadata":{"name":"a-b"}}), &w)
+            .expect("namespace");
+        for (plural, ns, name) in [
+            ("configmaps", "a", "x"),
+            ("configmaps", "a-b", "y"),
+            ("secrets", "a", "z"),
+        ] {
+            s.create(rt(plural), ns, json!({"metadata":{"name":name}}), &w)
+                .expect("object");
+        }
+        let names = |ns: Option<&str>| -> Vec<String> {
+            s.list(rt("configmaps"), ns)
+                .0
+                .iter()
+                .map(|o| {
+                    format!(
+                        "{}/{}",
+                        str_at(o, "/metadata/namespace"),
+                        str_at(o, "/metadata/name")
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(names(Some("a")), ["a/kube-root-ca.crt", "a/x"]);
+        assert_eq!(names(Some("a-b")), ["a-b/kube-root-ca.crt", "a-b/y"]);
+        assert_eq!(
+            names(None),
+            ["a/kube-root-ca.crt", "a/x", "a-b/kube-root-ca.crt", "a-b/y"]
+        );
+        assert!(names(Some("c")).is_empty());
     }
 
     #[test]
