@@ -83,7 +83,7 @@ impl<'a> Overwrite<'a> {
 }
 
 /// Job variables whose name starts with `prefix`, in order (last one per name wins).
-pub fn prefixed<'v>(vars: &'v Variables, prefix: &str) -> Vec<(&'v str, &'v str)> {
+fn prefixed<'v>(vars: &'v Variables, prefix: &str) -> Vec<(&'v str, &'v str)> {
     let mut out: Vec<(&str, &str)> = Vec::new();
     for v in vars.iter().filter(|v| v.key.starts_with(prefix)) {
         out.retain(|(k, _)| *k != v.key);
