@@ -201,16 +201,8 @@ pub fn failure(state: &PodState, ctx: &Context) -> Option<PodFailure> {
             FailureReason::RunnerSystemFailure,
             format!(
                 "the job's pod {at} stopped (phase {phase}{}{})",
-                if reason.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {reason}")
-                },
-                if message.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {message}")
-                }
+                suffix(", ", &reason),
+                suffix(": ", &message)
             ),
         ));
     }
@@ -534,19 +526,20 @@ fn container_failure(
             format!(
                 "the {what} stopped (exit code {}{}{})",
                 t.exit_code,
-                if reason.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {reason}")
-                },
-                if detail.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {detail}")
-                }
+                suffix(", ", &reason),
+                suffix(": ", &detail)
             ),
         )
     })
+}
+
+/// `sep` and `s`, or nothing when `s` is empty.
+fn suffix(sep: &str, s: &str) -> String {
+    if s.is_empty() {
+        String::new()
+    } else {
+        format!("{sep}{s}")
+    }
 }
 
 /// Why the pod is not running yet, one line per reason, for the job log.
