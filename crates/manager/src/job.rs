@@ -7,7 +7,6 @@ use crate::settings::RunnerEntry;
 use glrunner_gitlab::reply::UpdateJobReply;
 use glrunner_job::{JobOutcome, run_job};
 use glrunner_protocol::request::{JobState, RemoteJobStatus, UpdateJobRequest};
-use glrunner_protocol::token::MASKED_TOKEN_PREFIXES;
 use glrunner_protocol::{FailureReason, JobIdentity, JobResponse};
 use glrunner_trace::format;
 use glrunner_trace::upload::{UploadJob, UploadSettings};
@@ -155,17 +154,10 @@ fn trace_config(entry: &RunnerEntry, job: &JobResponse) -> TraceConfig {
     );
     masked.extend(job.dependencies.iter().map(|d| d.token.expose().to_owned()));
     masked.push(entry.token.expose().to_owned());
-    masked.retain(|v| !v.is_empty());
-    masked.sort();
-    masked.dedup();
-    let mut prefixes: Vec<String> = MASKED_TOKEN_PREFIXES
-        .iter()
-        .map(|p| p.to_string())
-        .collect();
-    prefixes.extend(job.features.token_mask_prefixes.iter().cloned());
+    // The masker drops empty values and duplicates and adds the built-in token prefixes itself.
     TraceConfig {
         masked_values: masked,
-        token_prefixes: prefixes,
+        token_prefixes: job.features.token_mask_prefixes.clone(),
         limit_bytes: entry.output_limit_bytes,
         mirror: None,
     }
