@@ -22,6 +22,17 @@ use glrunner_protocol::JobResponse;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Environment variables that would point a git command at another repository than the one it
+/// names: glrunner's own git calls remove them.
+pub const REPOSITORY_ENV: &[&str] = &[
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_PREFIX",
+];
+
 /// Why a checkout could not be prepared. The jobs then get their sources as usual.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -241,14 +252,7 @@ fn run_git(cwd: &Path, args: &[&str]) -> Result<String, CheckoutError> {
         // LFS objects come with `git lfs pull` after checkout, as in get_sources.
         .env("GIT_LFS_SKIP_SMUDGE", "1");
     // glrunner's own environment must not point these commands at another repository.
-    for var in [
-        "GIT_DIR",
-        "GIT_WORK_TREE",
-        "GIT_INDEX_FILE",
-        "GIT_OBJECT_DIRECTORY",
-        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-        "GIT_PREFIX",
-    ] {
+    for var in REPOSITORY_ENV {
         cmd.env_remove(var);
     }
     let out = cmd.output().map_err(CheckoutError::NoGit)?;

@@ -106,14 +106,7 @@ impl Git<'_> {
         let mut cmd = Command::new("git");
         cmd.current_dir(self.cwd).args(&args);
         // The user's environment must not redirect these commands to another repository.
-        for var in [
-            "GIT_DIR",
-            "GIT_WORK_TREE",
-            "GIT_INDEX_FILE",
-            "GIT_OBJECT_DIRECTORY",
-            "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-            "GIT_PREFIX",
-        ] {
+        for var in glrunner_job::checkout::REPOSITORY_ENV {
             cmd.env_remove(var);
         }
         cmd.envs(self.env.iter().map(|(k, v)| (*k, v.as_str())));
