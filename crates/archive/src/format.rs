@@ -55,6 +55,10 @@ impl fmt::Display for ArtifactFormat {
     }
 }
 
+/// The name prefix of an archive still being written beside its destination (renamed over it when
+/// complete): readers of a directory of archives skip such files.
+pub const PARTIAL_PREFIX: &str = ".glrunner-partial-";
+
 /// The file name an artifact is uploaded as: the last element of `name` (`default` when there is
 /// none) plus `.zip` or `.gz`; raw artifacts keep the bare name.
 pub fn artifact_file_name(name: &str, format: ArtifactFormat) -> String {

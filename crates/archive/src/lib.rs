@@ -28,7 +28,9 @@ mod untracked_files;
 mod zip_writer;
 
 pub use extraction::{ExtractError, ExtractReport, Refusal, RefusedEntry, extract_zip};
-pub use format::{ArtifactFormat, CompressionLevel, UnsupportedFormat, artifact_file_name};
+pub use format::{
+    ArtifactFormat, CompressionLevel, PARTIAL_PREFIX, UnsupportedFormat, artifact_file_name,
+};
 pub use gzip_writer::{gzip_header_name, write_gzip};
 pub use message::{Level, Message};
 pub use output::{WriteError, WriteReport};

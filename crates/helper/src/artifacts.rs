@@ -7,7 +7,9 @@ use crate::args::{ArtifactsDownloadArgs, ArtifactsUploadArgs, GitLabArgs};
 use crate::error::HelperError;
 use crate::output::Output;
 use crate::{expand_env, project_dir, selection_spec, staging_file};
-use glrunner_archive::{ArtifactFormat, CompressionLevel, artifact_file_name, notice};
+use glrunner_archive::{
+    ArtifactFormat, CompressionLevel, PARTIAL_PREFIX, artifact_file_name, notice,
+};
 use glrunner_gitlab::{ArtifactUpload, ClientSettings, GitLabClient};
 use glrunner_protocol::Secret;
 use std::io::Read;
@@ -108,9 +110,6 @@ pub async fn upload(
     ));
     Ok(())
 }
-
-/// The name prefix of an archive being written beside its `--file` destination.
-pub const PARTIAL_PREFIX: &str = ".glrunner-partial-";
 
 /// Archives the selected files into `--file` instead of uploading them. The archive is written
 /// beside its destination and renamed over it when complete, so a reader never sees half of one.

@@ -72,11 +72,11 @@ impl StoredArtifacts {
             for file in std::fs::read_dir(entry.path())? {
                 let file = file?;
                 let meta = file.metadata()?;
-                // An archive the helper was still writing (see glrunner_helper's PARTIAL_PREFIX).
+                // An archive the helper was still writing.
                 let partial = file
                     .file_name()
                     .to_string_lossy()
-                    .starts_with(".glrunner-partial-");
+                    .starts_with(glrunner_archive::PARTIAL_PREFIX);
                 if meta.is_file() && !partial {
                     files.push(StoredFile {
                         artifact_type: artifact_type.clone(),
