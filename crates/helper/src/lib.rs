@@ -66,18 +66,14 @@ pub async fn run(args: HelperArgs, out: &mut Output<'_>) -> Exit {
         HelperArgs::ArtifactsDownload(a) if !a.file.is_empty() => {
             artifacts::extract_local(a, out).map(|()| Exit::Success)
         }
-        HelperArgs::ArtifactsUpload(a) => match job_token() {
-            Ok(token) => artifacts::upload(a, &token, out)
+        HelperArgs::ArtifactsUpload(a) => async { artifacts::upload(a, &job_token()?, out).await }
+            .await
+            .map(|()| Exit::Success),
+        HelperArgs::ArtifactsDownload(a) => {
+            async { artifacts::download(a, &job_token()?, out).await }
                 .await
-                .map(|()| Exit::Success),
-            Err(e) => Err(e),
-        },
-        HelperArgs::ArtifactsDownload(a) => match job_token() {
-            Ok(token) => artifacts::download(a, &token, out)
-                .await
-                .map(|()| Exit::Success),
-            Err(e) => Err(e),
-        },
+                .map(|()| Exit::Success)
+        }
         HelperArgs::CacheArchive(a) => cache::archive(a, out).await,
         HelperArgs::CacheExtract(a) => cache::extract(a, out).await,
     };
