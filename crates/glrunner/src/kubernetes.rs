@@ -195,8 +195,8 @@ const MAX_SOURCES: u64 = 200 * 1024 * 1024;
 /// repository, sent with the stage scripts, so the cluster needs no access to this machine.
 pub struct Exec {
     cluster: Arc<Cluster>,
-    /// The bundle; each job's executor gets its own copy (the executor owns its files).
-    sources: Vec<u8>,
+    /// The bundle, shared by every job's executor.
+    sources: Arc<[u8]>,
 }
 
 /// What `glrunner exec` lets a user set for Kubernetes.
@@ -248,7 +248,7 @@ impl Exec {
         }
         Ok(Self {
             cluster,
-            sources: Vec::new(),
+            sources: Arc::from(Vec::new()),
         })
     }
 
@@ -295,7 +295,7 @@ impl Exec {
         }
         let bytes = std::fs::read(tmp.path())
             .map_err(|e| Failure::other(format!("the bundled sources could not be read: {e}")))?;
-        self.sources = bytes;
+        self.sources = Arc::from(bytes);
         Ok(())
     }
 

@@ -158,7 +158,7 @@ pub struct KubernetesExecutor {
     cluster: Arc<Cluster>,
     job: Option<Box<JobPod>>,
     /// Files written next to the stage scripts before the first stage.
-    files: Vec<(String, Vec<u8>)>,
+    files: Vec<(String, Arc<[u8]>)>,
 }
 
 impl std::fmt::Debug for KubernetesExecutor {
@@ -176,7 +176,8 @@ impl KubernetesExecutor {
 
     /// Also write `data` as `name` in the job's scripts directory ([`pod::scripts_dir`]) before the
     /// first stage (`glrunner exec` sends the project's sources this way).
-    pub fn with_file(mut self, name: &str, data: Vec<u8>) -> Self {
+    /// The data is shared, not copied: every job of a pipeline can carry the same sources.
+    pub fn with_file(mut self, name: &str, data: Arc<[u8]>) -> Self {
         self.files.push((name.to_owned(), data));
         self
     }
